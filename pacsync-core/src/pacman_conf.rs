@@ -1,0 +1,1 @@
+//! pacman_conf
