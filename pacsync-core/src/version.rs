@@ -85,7 +85,11 @@ fn split_evr(evr: &[u8]) -> (&str, &str, Option<&str>) {
     let rest = &evr[digits..];
     let last_dash = rest.iter().rposition(|&b| b == b'-').map(|p| p + digits);
     let (epoch, version_start) = if rest.first() == Some(&b':') {
-        let epoch = if digits == 0 { "0" } else { as_str(&evr[..digits]) };
+        let epoch = if digits == 0 {
+            "0"
+        } else {
+            as_str(&evr[..digits])
+        };
         (epoch, digits + 1)
     } else {
         ("0", 0)
