@@ -7,6 +7,7 @@
 //! test for inspection.
 
 pub mod command;
+pub mod daemon_process;
 pub mod desc;
 pub mod generate;
 pub mod package;
@@ -15,6 +16,7 @@ pub mod require;
 pub mod sandbox;
 pub mod scratch;
 pub mod synthetic;
+pub mod system_bus;
 
 pub use command::CommandError;
 pub use desc::{LocalInstall, SyncFile};

@@ -33,6 +33,12 @@ pub fn require_pacman_sandbox() -> bool {
         && require_root()
 }
 
+/// Whether the file at `path` exists (a helper outside `PATH`, such as
+/// polkitd). Missing: fails under `CI`, skips elsewhere.
+pub fn require_path(path: &str) -> bool {
+    proceed_or_skip(Path::new(path).exists(), &format!("`{path}`"))
+}
+
 fn is_executable(path: &Path) -> bool {
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
