@@ -1,0 +1,11 @@
+DROP TABLE refresh_tokens;
+DROP TABLE enrollment_tokens;
+DROP TABLE audit_log;
+DROP TABLE operations;
+DROP TABLE endpoint_states;
+DROP TABLE endpoints;
+DROP TABLE pool_targets;
+DROP TABLE target_contents;
+DROP TABLE states;
+DROP TABLE pools;
+DROP TABLE users;

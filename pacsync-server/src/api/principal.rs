@@ -1,0 +1,88 @@
+//! Who is calling: the bearer token checked against the database on every
+//! request, so a deleted user, a changed role or a revoked machine session
+//! takes effect at once.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::{ApiError, ApiResult, AppState};
+use crate::auth::{Principal, Role};
+use crate::store::{credentials, endpoints};
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?
+            .trim()
+            .to_owned();
+        let claims = app
+            .keys
+            .verify(&token)
+            .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+        let principal = app
+            .store
+            .run(move |conn| {
+                Ok(match claims.kind.as_str() {
+                    "user" => credentials::user_by_id(conn, &claims.sub)?.and_then(|u| {
+                        Role::parse(&u.role).map(|role| Principal::User {
+                            id: u.id,
+                            name: u.name,
+                            role,
+                        })
+                    }),
+                    "machine" => match endpoints::get(conn, &claims.sub) {
+                        Ok(ep) if Some(ep.session_gen) == claims.generation => {
+                            Some(Principal::Machine { endpoint_id: ep.id })
+                        }
+                        Ok(_) | Err(crate::store::StoreError::NotFound(_)) => None,
+                        Err(e) => return Err(e),
+                    },
+                    _ => None,
+                })
+            })
+            .await?;
+        principal.ok_or_else(|| ApiError::unauthorized("token no longer valid"))
+    }
+}
+
+impl Principal {
+    /// A user with at least `role`; machines never qualify.
+    pub fn require(&self, role: Role) -> ApiResult<()> {
+        match self {
+            Principal::User { role: have, .. } if *have >= role => Ok(()),
+            Principal::User { .. } => Err(ApiError::forbidden(format!("needs the {role} role"))),
+            Principal::Machine { .. } => Err(ApiError::forbidden("machines may not do this")),
+        }
+    }
+
+    /// The machine itself, or a user with at least `role`.
+    pub fn require_endpoint(&self, endpoint_id: &str, role: Role) -> ApiResult<()> {
+        match self {
+            Principal::Machine { endpoint_id: own } if own == endpoint_id => Ok(()),
+            Principal::Machine { .. } => {
+                Err(ApiError::forbidden("a machine may act only on itself"))
+            }
+            Principal::User { .. } => self.require(role),
+        }
+    }
+
+    /// Only the machine itself (state reports, operation progress).
+    pub fn require_machine(&self, endpoint_id: &str) -> ApiResult<()> {
+        match self {
+            Principal::Machine { endpoint_id: own } if own == endpoint_id => Ok(()),
+            Principal::Machine { .. } => {
+                Err(ApiError::forbidden("a machine may act only on itself"))
+            }
+            Principal::User { .. } => {
+                Err(ApiError::forbidden("only the machine itself may do this"))
+            }
+        }
+    }
+}

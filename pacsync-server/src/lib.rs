@@ -1,0 +1,186 @@
+//! pacsync's central server as a library: [`launch`] serves the API on a
+//! listener until a shutdown future completes. `main.rs` is a thin CLI
+//! around it, and tests launch it in-process on port 0.
+
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod logging;
+pub mod metrics;
+pub mod ratelimit;
+pub mod settings;
+pub mod store;
+mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::api::AppState;
+use crate::ratelimit::{ClientAddr, RateLimiter};
+pub use crate::settings::Settings;
+use crate::store::Store;
+
+/// How long in-flight requests get to finish after shutdown is asked.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often machines past their pool's grace period are marked offline.
+const OFFLINE_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// A server with its database open and migrated, ready to serve.
+pub struct Server {
+    state: AppState,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("state", &self.state)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Opens the database, runs pending migrations, loads keys and TLS.
+    pub async fn prepare(settings: Settings) -> anyhow::Result<Server> {
+        let store = Store::open(&settings.database)?;
+        let migrated = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.migrate())
+                .await
+                .context("migration task")??
+        };
+        for m in migrated {
+            tracing::info!("applied migration {m}");
+        }
+        let secret = settings.resolve_jwt_secret()?;
+        let tls = match &settings.tls {
+            Some(t) => Some(tls::acceptor(t)?),
+            None => None,
+        };
+        Ok(Server {
+            state: AppState {
+                store,
+                keys: Arc::new(auth::Keys::new(&secret)),
+                metrics: Arc::default(),
+                limiter: Arc::new(RateLimiter::new(settings.api_rate_limit)),
+            },
+            tls,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets
+    /// in-flight requests finish (up to 30 s) and closes the pool.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let sweeper = tokio::spawn(sweep_offline(self.state.store.clone()));
+        let router = api::router(self.state);
+        let graceful = GracefulShutdown::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        // Slow clients cannot hold a connection open forever by trickling headers.
+        http.timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a bit
+                        // rather than spin.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let svc = tower::ServiceExt::map_request(
+                router.clone(),
+                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ClientAddr(peer.ip()));
+                    req
+                },
+            );
+            let svc = TowerToHyperService::new(svc);
+            let tls = self.tls.clone();
+            let http = http.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let result = match tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => {
+                                watcher
+                                    .watch(http.serve_connection(TokioIo::new(s), svc))
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!("TLS handshake with {peer} failed: {e}");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    None => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), svc))
+                            .await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!("connection from {peer} ended: {e}");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down: finishing in-flight requests");
+        sweeper.abort();
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("gave up waiting for connections to close"),
+        }
+        Ok(())
+    }
+}
+
+/// Starts the server on `listener` and runs it until `shutdown` completes.
+pub async fn launch(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    Server::prepare(settings)
+        .await?
+        .serve(listener, shutdown)
+        .await
+}
+
+async fn sweep_offline(store: Store) {
+    let mut tick = tokio::time::interval(OFFLINE_SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        match store.write(store::status::sweep_offline).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("{n} machines went offline"),
+            Err(e) => tracing::warn!("offline sweep failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Server configuration: defaults, then an optional TOML file, then the
+//! environment (the names PRODUCT.md lists), each overriding the one before.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+/// A value kept out of logs: `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseKind {
+    /// The embedded SQLite file.
+    Internal,
+    Postgresql,
+}
+
+impl DatabaseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseKind::Internal => "internal",
+            DatabaseKind::Postgresql => "postgresql",
+        }
+    }
+
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "internal" | "sqlite" => Ok(DatabaseKind::Internal),
+            "postgresql" | "postgres" => Ok(DatabaseKind::Postgresql),
+            other => bail!("DATABASE_TYPE must be internal or postgresql, not {other:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub kind: DatabaseKind,
+    /// A file path for SQLite, a `postgres://` URL for PostgreSQL; may hold
+    /// a password, hence secret.
+    pub url: Secret,
+    /// Connections in the PostgreSQL pool (SQLite always uses 8).
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub http_host: String,
+    pub http_port: u16,
+    pub log_level: String,
+    /// `None`: a random key is generated once and kept in the data dir.
+    pub jwt_secret: Option<Secret>,
+    /// Requests per minute per client address; 0 turns the limit off.
+    pub api_rate_limit: u32,
+    pub enable_repository_analysis: bool,
+    pub auto_cleanup_old_states: bool,
+    pub tls: Option<TlsSettings>,
+}
+
+/// The config file; every key optional, unknown keys refused so a typo
+/// does not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    log_level: Option<String>,
+    jwt_secret_key: Option<String>,
+    api_rate_limit: Option<u32>,
+    enable_repository_analysis: Option<bool>,
+    auto_cleanup_old_states: Option<bool>,
+    #[serde(default)]
+    database: FileDatabase,
+    #[serde(default)]
+    http: FileHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    #[serde(rename = "type")]
+    kind: Option<DatabaseKind>,
+    url: Option<String>,
+    pool_size: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    host: Option<String>,
+    port: Option<u16>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "./pacsync-data";
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_RATE_LIMIT: u32 = 1200;
+
+impl Settings {
+    /// Reads the process environment and the file it names (`PACSYNC_CONFIG`)
+    /// or `config` when given.
+    pub fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let path = config
+            .map(Path::to_path_buf)
+            .or_else(|| env("PACSYNC_CONFIG").map(PathBuf::from));
+        Settings::from_sources(path.as_deref(), env)
+    }
+
+    /// The same from explicit sources, for tests.
+    pub fn from_sources(
+        config: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Settings> {
+        let file: FileSettings = match config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let parse_bool = |name: &str, v: String| -> anyhow::Result<bool> {
+            match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => bail!("{name} must be true or false, not {v:?}"),
+            }
+        };
+        let parse_num = |name: &str, v: String| -> anyhow::Result<u64> {
+            v.trim()
+                .parse()
+                .with_context(|| format!("{name} must be a number, not {v:?}"))
+        };
+
+        let data_dir = env("PACSYNC_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let kind = match env("DATABASE_TYPE") {
+            Some(v) => DatabaseKind::parse(&v)?,
+            None => file.database.kind.unwrap_or(DatabaseKind::Internal),
+        };
+        let url = match env("DATABASE_URL").or(file.database.url) {
+            Some(u) => u,
+            None if kind == DatabaseKind::Internal => {
+                data_dir.join("pacsync.db").to_string_lossy().into_owned()
+            }
+            None => bail!("DATABASE_TYPE=postgresql needs DATABASE_URL (postgres://user@host/db)"),
+        };
+        let pool_size = match env("DATABASE_POOL_SIZE") {
+            Some(v) => u32::try_from(parse_num("DATABASE_POOL_SIZE", v)?)?,
+            None => file.database.pool_size.unwrap_or(16),
+        };
+        if pool_size == 0 {
+            bail!("DATABASE_POOL_SIZE must be at least 1");
+        }
+        let http_port = match env("HTTP_PORT") {
+            Some(v) => u16::try_from(parse_num("HTTP_PORT", v)?).context("HTTP_PORT too large")?,
+            None => file.http.port.unwrap_or(DEFAULT_PORT),
+        };
+        let api_rate_limit = match env("API_RATE_LIMIT") {
+            Some(v) => u32::try_from(parse_num("API_RATE_LIMIT", v)?)?,
+            None => file.api_rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
+        };
+        let enable_repository_analysis = match env("ENABLE_REPOSITORY_ANALYSIS") {
+            Some(v) => parse_bool("ENABLE_REPOSITORY_ANALYSIS", v)?,
+            None => file.enable_repository_analysis.unwrap_or(true),
+        };
+        let auto_cleanup_old_states = match env("AUTO_CLEANUP_OLD_STATES") {
+            Some(v) => parse_bool("AUTO_CLEANUP_OLD_STATES", v)?,
+            None => file.auto_cleanup_old_states.unwrap_or(false),
+        };
+        let cert = env("TLS_CERT_FILE")
+            .map(PathBuf::from)
+            .or(file.http.tls_cert);
+        let key = env("TLS_KEY_FILE").map(PathBuf::from).or(file.http.tls_key);
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsSettings { cert, key }),
+            (None, None) => None,
+            _ => bail!("TLS needs both TLS_CERT_FILE and TLS_KEY_FILE"),
+        };
+        let jwt_secret = env("JWT_SECRET_KEY")
+            .or(file.jwt_secret_key)
+            .map(Secret::new);
+        if jwt_secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
+            bail!("JWT_SECRET_KEY must be at least 32 characters");
+        }
+        Ok(Settings {
+            data_dir,
+            database: DatabaseSettings {
+                kind,
+                url: Secret::new(url),
+                pool_size,
+            },
+            http_host: env("HTTP_HOST")
+                .or(file.http.host)
+                .unwrap_or_else(|| "127.0.0.1".to_owned()),
+            http_port,
+            log_level: env("LOG_LEVEL")
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".to_owned()),
+            jwt_secret,
+            api_rate_limit,
+            enable_repository_analysis,
+            auto_cleanup_old_states,
+            tls,
+        })
+    }
+
+    /// The signing key: the configured one, else the one kept in the data
+    /// dir, else a new random one written there (mode 0600) for next time.
+    pub fn resolve_jwt_secret(&self) -> anyhow::Result<Secret> {
+        if let Some(s) = &self.jwt_secret {
+            return Ok(s.clone());
+        }
+        let path = self.data_dir.join("jwt-secret");
+        match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().len() >= 32 => return Ok(Secret::new(s.trim())),
+            Ok(_) => bail!(
+                "{} is too short; delete it to make a new key",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        let key = crate::auth::random_hex(32)?;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(key.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Secret::new(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_sources(None, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn nothing_set_is_sqlite_in_the_data_dir() {
+        let s = from(&[]).expect("defaults");
+        assert_eq!(s.database.kind, DatabaseKind::Internal);
+        assert_eq!(s.database.url.expose(), "./pacsync-data/pacsync.db");
+        assert_eq!(s.http_port, DEFAULT_PORT);
+        assert!(s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn environment_is_read_and_checked() {
+        let s = from(&[
+            ("DATABASE_TYPE", "postgresql"),
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("HTTP_PORT", "9000"),
+            ("ENABLE_REPOSITORY_ANALYSIS", "false"),
+            ("JWT_SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+        ])
+        .expect("valid");
+        assert_eq!(s.database.kind, DatabaseKind::Postgresql);
+        assert_eq!(s.http_port, 9000);
+        assert!(!s.enable_repository_analysis);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+
+        assert!(from(&[("DATABASE_TYPE", "postgresql")]).is_err());
+        assert!(from(&[("DATABASE_TYPE", "mysql")]).is_err());
+        assert!(from(&[("HTTP_PORT", "70000")]).is_err());
+        assert!(from(&[("JWT_SECRET_KEY", "short")]).is_err());
+        assert!(from(&[("TLS_CERT_FILE", "/c")]).is_err());
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.toml");
+        std::fs::write(
+            &path,
+            "log_level = \"debug\"\n[http]\nport = 7000\nhost = \"0.0.0.0\"\n",
+        )
+        .expect("write");
+        let s = Settings::from_sources(Some(&path), |k| (k == "HTTP_PORT").then(|| "7001".into()))
+            .expect("valid");
+        assert_eq!((s.http_host.as_str(), s.http_port), ("0.0.0.0", 7001));
+        assert_eq!(s.log_level, "debug");
+        std::fs::write(&path, "bogus_key = 1\n").expect("write");
+        assert!(Settings::from_sources(Some(&path), |_| None).is_err());
+    }
+
+    #[test]
+    fn generated_secret_is_persisted_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = from(&[]).expect("defaults");
+        s.data_dir = dir.path().join("data");
+        let a = s.resolve_jwt_secret().expect("generated");
+        let b = s.resolve_jwt_secret().expect("read back");
+        assert_eq!(a, b);
+        let mode = std::fs::metadata(s.data_dir.join("jwt-secret"))
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,100 @@
+//! Content-addressed package states and target contents: each distinct
+//! content is one row, keyed by its [`ContentHash`], stored as
+//! zstd-compressed JSON. Most machines share a state, so 10,000 machines
+//! cost little more than 100.
+
+use diesel::prelude::*;
+use pacsync_core::state::{PackageState, TargetState};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::schema::{states, target_contents};
+use super::{DbConnection, StoreError, StoreResult, now_ms, on_each_backend};
+
+/// zstd level 3: most of the ratio of higher levels at a fraction of the
+/// time, which matters on the report path.
+const ZSTD_LEVEL: i32 = 3;
+
+fn compress<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    let json = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
+    Ok(zstd::encode_all(&json[..], ZSTD_LEVEL).map_err(anyhow::Error::from)?)
+}
+
+fn decompress<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
+    let json = zstd::decode_all(bytes)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored {what} unreadable: {e}")))?;
+    serde_json::from_slice(&json)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored {what} unreadable: {e}")))
+}
+
+pub fn has_state(conn: &mut DbConnection, hash: &str) -> StoreResult<bool> {
+    let n: i64 = states::table
+        .filter(states::hash.eq(hash))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Stores `state` unless its content is already there; returns its hash.
+pub fn put_state(conn: &mut DbConnection, state: &PackageState) -> StoreResult<String> {
+    let hash = state.content_hash().to_string();
+    if has_state(conn, &hash)? {
+        return Ok(hash);
+    }
+    let content = compress(state)?;
+    let row = (
+        states::hash.eq(&hash),
+        states::package_count.eq(i64::try_from(state.len()).unwrap_or(i64::MAX)),
+        states::content.eq(content),
+        states::created_at.eq(now_ms()),
+    );
+    // Two machines may report the same new state at once.
+    on_each_backend!(conn, |c| diesel::insert_into(states::table)
+        .values(row)
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    Ok(hash)
+}
+
+pub fn get_state(conn: &mut DbConnection, hash: &str) -> StoreResult<PackageState> {
+    let bytes: Vec<u8> = states::table
+        .filter(states::hash.eq(hash))
+        .select(states::content)
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound("state"))?;
+    decompress(&bytes, "state")
+}
+
+/// Stores a target's content unless already there; returns its hash.
+pub fn put_target(conn: &mut DbConnection, target: &TargetState) -> StoreResult<String> {
+    let hash = target.content_hash().to_string();
+    let n: i64 = target_contents::table
+        .filter(target_contents::hash.eq(&hash))
+        .count()
+        .get_result(conn)?;
+    if n > 0 {
+        return Ok(hash);
+    }
+    let row = (
+        target_contents::hash.eq(&hash),
+        target_contents::package_count.eq(i64::try_from(target.len()).unwrap_or(i64::MAX)),
+        target_contents::content.eq(compress(target)?),
+        target_contents::created_at.eq(now_ms()),
+    );
+    on_each_backend!(conn, |c| diesel::insert_into(target_contents::table)
+        .values(row)
+        .on_conflict_do_nothing()
+        .execute(c))?;
+    Ok(hash)
+}
+
+pub fn get_target(conn: &mut DbConnection, hash: &str) -> StoreResult<TargetState> {
+    let bytes: Vec<u8> = target_contents::table
+        .filter(target_contents::hash.eq(hash))
+        .select(target_contents::content)
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound("target"))?;
+    decompress(&bytes, "target")
+}

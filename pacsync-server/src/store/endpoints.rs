@@ -1,0 +1,232 @@
+//! Machines: enrollment, listing, pool assignment and state reports.
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use super::models::{EndpointRow, EndpointStateRow};
+use super::schema::{endpoint_states, endpoints, pools};
+use super::{DbConnection, StoreError, StoreResult, audit, credentials, new_id, now_ms, status};
+
+pub fn get(conn: &mut DbConnection, id: &str) -> StoreResult<EndpointRow> {
+    endpoints::table
+        .find(id)
+        .select(EndpointRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound("endpoint"))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub pool_id: Option<String>,
+    pub status: Option<String>,
+}
+
+pub fn list(
+    conn: &mut DbConnection,
+    filter: &ListFilter,
+    offset: i64,
+    limit: i64,
+) -> StoreResult<(Vec<EndpointRow>, i64)> {
+    let query = || {
+        let mut q = endpoints::table.into_boxed();
+        if let Some(p) = &filter.pool_id {
+            q = q.filter(endpoints::pool_id.eq(p.clone()));
+        }
+        if let Some(s) = &filter.status {
+            q = q.filter(endpoints::status.eq(s.clone()));
+        }
+        q
+    };
+    let total = query().count().get_result(conn)?;
+    let rows = query()
+        .order((endpoints::name.asc(), endpoints::id.asc()))
+        .offset(offset)
+        .limit(limit)
+        .select(EndpointRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+/// A machine enrolled with an enrollment token, and its first refresh token.
+#[derive(Debug)]
+pub struct Registered {
+    pub endpoint: EndpointRow,
+    pub refresh_token: String,
+}
+
+pub fn register(
+    conn: &mut DbConnection,
+    enrollment_token: &str,
+    name: &str,
+) -> StoreResult<Registered> {
+    let token = credentials::consume_enrollment(conn, enrollment_token)?;
+    let now = now_ms();
+    let row = EndpointRow {
+        id: new_id(),
+        name: name.to_owned(),
+        pool_id: token.pool_id.clone(),
+        state_hash: None,
+        status: "unassigned".into(),
+        last_error: None,
+        last_seen_at: Some(now),
+        state_changed_at: None,
+        session_gen: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    diesel::insert_into(endpoints::table)
+        .values(&row)
+        .execute(conn)?;
+    status::recompute_endpoint(conn, &row.id)?;
+    let refresh_token = credentials::issue_refresh(conn, &row.id)?;
+    audit::record(
+        conn,
+        &format!("enrollment:{}", token.id),
+        "endpoint.register",
+        &row.id,
+        json!({ "name": name, "pool": token.pool_id }),
+    )?;
+    Ok(Registered {
+        endpoint: get(conn, &row.id)?,
+        refresh_token,
+    })
+}
+
+/// A change of name and/or pool; `pool_id: Some(None)` unassigns.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub name: Option<String>,
+    pub pool_id: Option<Option<String>>,
+}
+
+pub fn update(
+    conn: &mut DbConnection,
+    id: &str,
+    patch: EndpointPatch,
+    actor: &str,
+) -> StoreResult<EndpointRow> {
+    let ep = get(conn, id)?;
+    if let Some(Some(pool)) = &patch.pool_id {
+        let n: i64 = pools::table
+            .filter(pools::id.eq(pool))
+            .count()
+            .get_result(conn)?;
+        if n == 0 {
+            return Err(StoreError::invalid(
+                "unknown_pool",
+                format!("no pool with id {pool:?}"),
+            ));
+        }
+    }
+    let name = patch.name.clone().unwrap_or(ep.name);
+    let pool_id = patch.pool_id.clone().unwrap_or(ep.pool_id);
+    diesel::update(endpoints::table.find(id))
+        .set((
+            endpoints::name.eq(&name),
+            endpoints::pool_id.eq(&pool_id),
+            endpoints::updated_at.eq(now_ms()),
+        ))
+        .execute(conn)?;
+    status::recompute_endpoint(conn, id)?;
+    audit::record(
+        conn,
+        actor,
+        "endpoint.update",
+        id,
+        json!({ "name": name, "pool": pool_id }),
+    )?;
+    get(conn, id)
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str, actor: &str) -> StoreResult<()> {
+    let ep = get(conn, id)?;
+    diesel::delete(endpoints::table.find(id)).execute(conn)?;
+    audit::record(
+        conn,
+        actor,
+        "endpoint.delete",
+        id,
+        json!({ "name": ep.name }),
+    )?;
+    Ok(())
+}
+
+/// On PostgreSQL, a report holds a share lock on its pool row so that a
+/// concurrent set-latest (which updates that row) cannot slip between the
+/// report reading the target and storing the status it computed from it.
+/// SQLite needs nothing: its write transactions are serialized.
+fn lock_pool_shared(conn: &mut DbConnection, pool_id: &str) -> StoreResult<()> {
+    if let DbConnection::Pg(c) = conn {
+        diesel::sql_query("SELECT 1 FROM pools WHERE id = $1 FOR SHARE")
+            .bind::<diesel::sql_types::Text, _>(pool_id)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Records that a machine reports state `hash` (whose content the store
+/// already has). An unchanged state costs one row update and no new rows.
+pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResult<EndpointRow> {
+    let ep = get(conn, id)?;
+    let now = now_ms();
+    let changed = ep.state_hash.as_deref() != Some(hash);
+    if !changed && ep.status != "offline" {
+        diesel::update(endpoints::table.find(id))
+            .set(endpoints::last_seen_at.eq(now))
+            .execute(conn)?;
+        return get(conn, id);
+    }
+    if let Some(p) = &ep.pool_id {
+        lock_pool_shared(conn, p)?;
+    }
+    if changed {
+        diesel::update(endpoints::table.find(id))
+            .set((
+                endpoints::state_hash.eq(hash),
+                endpoints::state_changed_at.eq(now),
+                endpoints::last_seen_at.eq(now),
+                endpoints::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        diesel::insert_into(endpoint_states::table)
+            .values(EndpointStateRow {
+                id: new_id(),
+                endpoint_id: id.to_owned(),
+                state_hash: hash.to_owned(),
+                reported_at: now,
+            })
+            .execute(conn)?;
+    } else {
+        diesel::update(endpoints::table.find(id))
+            .set(endpoints::last_seen_at.eq(now))
+            .execute(conn)?;
+    }
+    status::recompute_endpoint(conn, id)?;
+    get(conn, id)
+}
+
+/// A machine's state changes, newest first.
+pub fn state_history(
+    conn: &mut DbConnection,
+    id: &str,
+    offset: i64,
+    limit: i64,
+) -> StoreResult<(Vec<EndpointStateRow>, i64)> {
+    get(conn, id)?;
+    let total = endpoint_states::table
+        .filter(endpoint_states::endpoint_id.eq(id))
+        .count()
+        .get_result(conn)?;
+    let rows = endpoint_states::table
+        .filter(endpoint_states::endpoint_id.eq(id))
+        .order((
+            endpoint_states::reported_at.desc(),
+            endpoint_states::id.desc(),
+        ))
+        .offset(offset)
+        .limit(limit)
+        .select(EndpointStateRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}

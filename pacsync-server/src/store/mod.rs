@@ -1,0 +1,286 @@
+//! Storage: diesel over SQLite (embedded default) or PostgreSQL, one code
+//! path for both through [`DbConnection`].
+//!
+//! diesel is synchronous, so every use goes through [`Store::run`], which
+//! takes a pooled connection on the blocking thread pool.
+
+pub mod audit;
+pub mod content;
+pub mod credentials;
+pub mod endpoints;
+pub mod models;
+pub mod operations;
+pub mod pools;
+pub mod schema;
+pub mod status;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::settings::{DatabaseKind, DatabaseSettings};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// A connection to either backend. Queries written once against this type
+/// run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(diesel::SqliteConnection),
+    Pg(diesel::PgConnection),
+}
+
+impl std::fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DbConnection::Sqlite(_) => "DbConnection::Sqlite",
+            DbConnection::Pg(_) => "DbConnection::Pg",
+        })
+    }
+}
+
+/// Runs `$body` with `$c` bound to the concrete connection, for the few
+/// statements diesel's multi-backend cannot express (`ON CONFLICT`).
+macro_rules! on_each_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::DbConnection::Sqlite($c) => $body,
+            $crate::store::DbConnection::Pg($c) => $body,
+        }
+    };
+}
+pub(crate) use on_each_backend;
+
+/// What a store call can fail with; the API maps each to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl StoreError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        StoreError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        StoreError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => StoreError::NotFound("record"),
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                StoreError::conflict("conflict", info.message().to_owned())
+            }
+            other => StoreError::Other(other.into()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens connections of the configured backend; SQLite connections get
+/// their pragmas here because they are per connection.
+#[derive(Debug, Clone)]
+struct Manager {
+    kind: DatabaseKind,
+    url: String,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match self.kind {
+            DatabaseKind::Internal => {
+                let mut c = diesel::SqliteConnection::establish(&self.url)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the writer; busy_timeout makes a
+                // writer wait for the lock instead of failing at once;
+                // synchronous=NORMAL is crash-safe in WAL mode (only an OS
+                // crash may lose the last commits).
+                c.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 15000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(c))
+            }
+            DatabaseKind::Postgresql => diesel::PgConnection::establish(&self.url)
+                .map(DbConnection::Pg)
+                .map_err(r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+/// The connection pool and the way in to it.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<Manager>,
+    kind: DatabaseKind,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("kind", &self.kind).finish()
+    }
+}
+
+impl Store {
+    /// Opens the pool (creating the SQLite file's directory if needed).
+    pub fn open(db: &DatabaseSettings) -> anyhow::Result<Store> {
+        use anyhow::Context as _;
+        let url = db.url.expose().to_owned();
+        if db.kind == DatabaseKind::Internal
+            && let Some(dir) = std::path::Path::new(&url).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating database directory {}", dir.display()))?;
+        }
+        let size = match db.kind {
+            DatabaseKind::Internal => 8,
+            DatabaseKind::Postgresql => db.pool_size,
+        };
+        let pool = Pool::builder()
+            .max_size(size)
+            .connection_timeout(Duration::from_secs(10))
+            .build(Manager { kind: db.kind, url })
+            .with_context(|| format!("opening the {} database", db.kind.as_str()))?;
+        Ok(Store {
+            pool,
+            kind: db.kind,
+        })
+    }
+
+    pub fn kind(&self) -> DatabaseKind {
+        self.kind
+    }
+
+    fn conn(&self) -> StoreResult<PooledConnection<Manager>> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("no database connection: {e}")))
+    }
+
+    /// A pooled connection for synchronous callers (the admin CLI).
+    pub fn blocking_conn(
+        &self,
+    ) -> anyhow::Result<PooledConnection<impl ManageConnection<Connection = DbConnection>>> {
+        self.conn().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Runs pending migrations of the configured backend; returns their names.
+    pub fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        let done = match &mut *conn {
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+            DbConnection::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        }
+        .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+        Ok(done.iter().map(|v| v.to_string()).collect())
+    }
+
+    /// Runs `f` with a connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> StoreResult<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store.conn()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// Runs `f` in a write transaction (see [`write_tx`]).
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> StoreResult<T> + Send + 'static,
+    {
+        self.run(move |conn| write_tx(conn, f)).await
+    }
+}
+
+/// A transaction that will write. On SQLite it starts with `BEGIN
+/// IMMEDIATE`: a deferred transaction that reads first and then writes
+/// fails with SQLITE_BUSY when another writer got in between, and
+/// busy_timeout cannot help it; taking the write lock up front makes
+/// writers queue instead.
+pub fn write_tx<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<T>
+where
+    F: FnOnce(&mut DbConnection) -> StoreResult<T>,
+{
+    match conn {
+        DbConnection::Pg(_) => conn.transaction(|c| f(c)),
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            let result = f(conn);
+            let DbConnection::Sqlite(c) = conn else {
+                return Err(anyhow::anyhow!("connection changed backend").into());
+            };
+            match result {
+                Ok(value) => {
+                    AnsiTransactionManager::commit_transaction(c)?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    // The original error matters more than a failed rollback.
+                    let _ = AnsiTransactionManager::rollback_transaction(c);
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: how every time is stored.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Whether `s` could be an id we made; anything else is not found without
+/// asking the database.
+pub fn is_id(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok()
+}

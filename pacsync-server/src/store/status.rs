@@ -1,0 +1,188 @@
+//! Status of machines against their pool's target, recomputed whenever a
+//! state, a target, a pool's policy or an operation changes, in the same
+//! transaction as the change.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use pacsync_core::exclusion::Exclusions;
+use pacsync_core::plan::{Policy, SyncPlan, plan};
+use pacsync_core::state::{PackageState, TargetState};
+use pacsync_core::status::{EndpointStatus, Situation, drift, endpoint_status};
+
+use super::models::{EndpointRow, PoolRow, PoolTargetRow};
+use super::schema::{endpoints, operations, pool_targets, pools};
+use super::{DbConnection, StoreError, StoreResult, content, now_ms};
+
+/// A pool as status computation needs it.
+#[derive(Debug)]
+pub struct PoolView {
+    pub pool: PoolRow,
+    pub policy: Policy,
+    pub target: Option<(PoolTargetRow, TargetState)>,
+}
+
+pub fn policy_of(pool: &PoolRow) -> StoreResult<Policy> {
+    let patterns: Vec<String> = serde_json::from_str(&pool.exclusions)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("pool exclusions unreadable: {e}")))?;
+    let exclusions = Exclusions::from_patterns(patterns.iter().map(String::as_str))
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored exclusion invalid: {e}")))?;
+    Ok(Policy {
+        keep_extras: pool.keep_extras,
+        exclusions,
+    })
+}
+
+pub fn load_pool(conn: &mut DbConnection, pool_id: &str) -> StoreResult<PoolView> {
+    let pool: PoolRow = pools::table
+        .find(pool_id)
+        .select(PoolRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound("pool"))?;
+    let target = match &pool.current_target_id {
+        Some(tid) => {
+            let row: PoolTargetRow = pool_targets::table
+                .find(tid)
+                .select(PoolTargetRow::as_select())
+                .first(conn)?;
+            let t = content::get_target(conn, &row.target_hash)?;
+            Some((row, t))
+        }
+        None => None,
+    };
+    Ok(PoolView {
+        policy: policy_of(&pool)?,
+        pool,
+        target,
+    })
+}
+
+/// The sync plan of a machine's state against its pool's target.
+pub fn sync_plan(view: &PoolView, state: &PackageState) -> Option<SyncPlan> {
+    view.target
+        .as_ref()
+        .map(|(_, target)| plan(state, target, &view.policy))
+}
+
+fn has_active_operation(conn: &mut DbConnection, endpoint_id: &str) -> StoreResult<bool> {
+    let n: i64 = operations::table
+        .filter(operations::endpoint_id.eq(endpoint_id))
+        .filter(operations::status.eq_any(["queued", "running"]))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Whether a machine last heard from at `last_seen` is online under the
+/// pool's grace period.
+pub fn is_online(last_seen: Option<i64>, grace_secs: i64, now: i64) -> bool {
+    last_seen.is_some_and(|t| now.saturating_sub(t) <= grace_secs.saturating_mul(1000))
+}
+
+/// The status of one machine; `state` is its current state when loaded.
+pub fn compute(
+    conn: &mut DbConnection,
+    ep: &EndpointRow,
+    view: Option<&PoolView>,
+    state: Option<&PackageState>,
+) -> StoreResult<EndpointStatus> {
+    let situation = Situation {
+        in_pool: view.is_some(),
+        pool_has_target: view.is_some_and(|v| v.target.is_some()),
+        // Without a pool there is no grace period to miss.
+        online: view
+            .is_none_or(|v| is_online(ep.last_seen_at, v.pool.offline_grace_secs, now_ms())),
+        operation_running: has_active_operation(conn, &ep.id)?,
+        last_operation_failed: ep.last_error.is_some(),
+    };
+    let drift = match (view, state) {
+        (Some(v), Some(s)) => sync_plan(v, s).map(|p| drift(&p)),
+        _ => None,
+    };
+    Ok(endpoint_status(situation, drift))
+}
+
+fn store_status(
+    conn: &mut DbConnection,
+    ep: &EndpointRow,
+    status: EndpointStatus,
+) -> StoreResult<()> {
+    if ep.status != status.as_str() {
+        diesel::update(endpoints::table.find(&ep.id))
+            .set(endpoints::status.eq(status.as_str()))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Recomputes and stores one machine's status.
+pub fn recompute_endpoint(
+    conn: &mut DbConnection,
+    endpoint_id: &str,
+) -> StoreResult<EndpointStatus> {
+    let ep: EndpointRow = endpoints::table
+        .find(endpoint_id)
+        .select(EndpointRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound("endpoint"))?;
+    let view = match &ep.pool_id {
+        Some(p) => Some(load_pool(conn, p)?),
+        None => None,
+    };
+    let state = match &ep.state_hash {
+        Some(h) if view.as_ref().is_some_and(|v| v.target.is_some()) => {
+            Some(content::get_state(conn, h)?)
+        }
+        _ => None,
+    };
+    let status = compute(conn, &ep, view.as_ref(), state.as_ref())?;
+    store_status(conn, &ep, status)?;
+    Ok(status)
+}
+
+/// Recomputes every member of a pool, reading each distinct state once.
+pub fn recompute_pool(conn: &mut DbConnection, pool_id: &str) -> StoreResult<()> {
+    let view = load_pool(conn, pool_id)?;
+    let members: Vec<EndpointRow> = endpoints::table
+        .filter(endpoints::pool_id.eq(pool_id))
+        .select(EndpointRow::as_select())
+        .load(conn)?;
+    let mut states: HashMap<String, PackageState> = HashMap::new();
+    for ep in &members {
+        if view.target.is_some()
+            && let Some(h) = &ep.state_hash
+            && !states.contains_key(h)
+        {
+            let s = content::get_state(conn, h)?;
+            states.insert(h.clone(), s);
+        }
+        let state = ep.state_hash.as_ref().and_then(|h| states.get(h));
+        let status = compute(conn, ep, Some(&view), state)?;
+        store_status(conn, ep, status)?;
+    }
+    Ok(())
+}
+
+/// Marks machines not heard from within their pool's grace period as
+/// offline; statuses that outrank offline (syncing, error) stay. Returns
+/// how many changed.
+pub fn sweep_offline(conn: &mut DbConnection) -> StoreResult<usize> {
+    let graces: Vec<(String, i64)> = pools::table
+        .select((pools::id, pools::offline_grace_secs))
+        .load(conn)?;
+    let now = now_ms();
+    let mut changed = 0;
+    for (pool_id, grace) in graces {
+        changed += diesel::update(
+            endpoints::table
+                .filter(endpoints::pool_id.eq(&pool_id))
+                .filter(endpoints::last_seen_at.lt(now - grace.saturating_mul(1000)))
+                .filter(endpoints::status.ne_all(["offline", "syncing", "error"])),
+        )
+        .set(endpoints::status.eq(EndpointStatus::Offline.as_str()))
+        .execute(conn)?;
+    }
+    Ok(changed)
+}

@@ -1,0 +1,759 @@
+//! The main paths: pools, enrollment, reports, status, plan, set-latest,
+//! history, rollback, operations.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::{Backend, TestServer, state};
+
+crate::on_both_backends!(
+    pools_crud,
+    machine_lifecycle,
+    operations_lifecycle,
+    tokens_and_refresh
+);
+
+async fn pools_crud(backend: Backend) {
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = s.login("admin").await;
+    let (st, v) = s
+        .post("/api/pools", &admin, json!({ "name": "lab", "description": "the lab", "keep_extras": true, "exclusions": ["nvidia*"] }))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().expect("id").to_owned();
+    assert_eq!(v["exclusions"], json!(["nvidia*"]));
+    assert_eq!(v["offline_grace_secs"], 3600);
+
+    let (st, v) = s.post("/api/pools", &admin, json!({ "name": "lab" })).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("name_taken"))
+    );
+
+    let (st, v) = s.get("/api/pools", &admin).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["items"][0]["name"], "lab");
+
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/pools/{id}"),
+            Some(&admin),
+            Some(json!({ "description": "new", "auto_sync": true })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            v["description"].as_str(),
+            v["auto_sync"].as_bool(),
+            v["name"].as_str()
+        ),
+        (Some("new"), Some(true), Some("lab"))
+    );
+
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/pools/{id}"),
+            Some(&admin),
+            Some(json!({ "exclusions": ["bad["] })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field"))
+    );
+
+    let other = s.create_pool(&admin, "other").await;
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/pools/{other}"),
+            Some(&admin),
+            Some(json!({ "name": "lab" })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("name_taken"))
+    );
+
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/pools/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v) = s.get(&format!("/api/pools/{id}"), &admin).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/pools/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+async fn machine_lifecycle(backend: Backend) {
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = s.login("admin").await;
+    let operator = s.login("operator").await;
+    let pool = s.create_pool(&admin, "desktops").await;
+    let a = s.enroll(&admin, Some(&pool), "alpha").await;
+    let b = s.enroll(&admin, Some("desktops"), "beta").await;
+    let loose = s.enroll(&admin, None, "loose").await;
+
+    assert_eq!(s.endpoint(&admin, &a.id).await["status"], "no_target");
+    assert_eq!(s.endpoint(&admin, &loose.id).await["status"], "unassigned");
+
+    // Hash only, unknown content: asked for the body; then the full report.
+    let sa = state(&[("bash", "5.2-1"), ("linux", "6.9-1"), ("nvidia", "550-1")]);
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            &format!("/api/endpoints/{}/state", a.id),
+            Some(&a.token),
+            Some(json!({ "hash": sa.content_hash().to_string() })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("state_content_required"))
+    );
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            &format!("/api/endpoints/{}/state", a.id),
+            Some(&a.token),
+            Some(json!({ "hash": "00".repeat(32), "packages": sa })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("hash_mismatch"))
+    );
+    assert_eq!(s.report(&a, &sa).await, StatusCode::NO_CONTENT);
+    // The same content from another machine: the hash alone is enough.
+    let (st, _) = s
+        .call(
+            Method::PUT,
+            &format!("/api/endpoints/{}/state", b.id),
+            Some(&b.token),
+            Some(json!({ "hash": sa.content_hash().to_string() })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    let (st, v) = s
+        .get(&format!("/api/endpoints/{}/plan", a.id), &admin)
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_target"))
+    );
+
+    // a's state becomes the target; pool exclusions apply.
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/pools/{pool}"),
+            Some(&admin),
+            Some(json!({ "exclusions": ["nvidia*"] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, t1) = s
+        .post(
+            &format!("/api/endpoints/{}/set-latest", a.id),
+            &operator,
+            json!({ "comment": "first", "expected_target": null }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{t1}");
+    assert_eq!(
+        (
+            t1["seq"].as_i64(),
+            t1["from_endpoint_name"].as_str(),
+            t1["created_by"].as_str()
+        ),
+        (Some(1), Some("alpha"), Some("user:operator"))
+    );
+    assert_eq!(s.endpoint(&admin, &a.id).await["status"], "in_sync");
+    assert_eq!(s.endpoint(&admin, &b.id).await["status"], "in_sync");
+    let (st, tv) = s
+        .get(
+            &format!(
+                "/api/pools/{pool}/targets/{}",
+                t1["id"].as_str().expect("id")
+            ),
+            &admin,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        tv["packages"].get("nvidia").is_none() && tv["packages"].get("bash").is_some(),
+        "{tv}"
+    );
+
+    // b upgrades: ahead; a is then behind the new target b sets.
+    let sb = state(&[("bash", "5.3-1"), ("linux", "6.9-1"), ("nvidia", "550-1")]);
+    assert_eq!(s.report(&b, &sb).await, StatusCode::NO_CONTENT);
+    assert_eq!(s.endpoint(&admin, &b.id).await["status"], "ahead");
+    let (st, v) = s
+        .get(&format!("/api/endpoints/{}/plan", b.id), &b.token)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["summary"]["downgrade"], 1);
+    assert_eq!(v["steps"][0]["name"], "bash");
+
+    // A stale expected target loses.
+    let (st, v) = s
+        .post(
+            &format!("/api/endpoints/{}/set-latest", b.id),
+            &b.token,
+            json!({ "expected_target": null }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("target_conflict"))
+    );
+    let (st, t2) = s
+        .post(
+            &format!("/api/endpoints/{}/set-latest", b.id),
+            &b.token,
+            json!({ "expected_target": t1["id"], "comment": "bash 5.3" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{t2}");
+    assert_eq!(t2["created_by"], format!("machine:{}", b.id));
+    assert_eq!(s.endpoint(&admin, &a.id).await["status"], "behind");
+    assert_eq!(s.endpoint(&admin, &b.id).await["status"], "in_sync");
+
+    let (st, v) = s.get(&format!("/api/pools/{pool}/targets"), &admin).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["items"][0]["seq"], 2);
+    assert_eq!(v["items"][1]["comment"], "first");
+
+    // Roll back to the first target: a new history entry, statuses follow.
+    let (st, r) = s
+        .post(
+            &format!("/api/pools/{pool}/rollback"),
+            &admin,
+            json!({ "target_id": t1["id"], "comment": "oops" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["seq"].as_i64(), r["kind"].as_str(), r["hash"].as_str()),
+        (Some(3), Some("rollback"), t1["hash"].as_str())
+    );
+    assert_eq!(s.endpoint(&admin, &a.id).await["status"], "in_sync");
+    assert_eq!(s.endpoint(&admin, &b.id).await["status"], "ahead");
+    let (st, v) = s
+        .post(
+            &format!("/api/pools/{pool}/rollback"),
+            &admin,
+            json!({ "target_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7" }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_target"))
+    );
+
+    // The machine fetches its target with the policy.
+    let (st, v) = s
+        .get(&format!("/api/endpoints/{}/target", a.id), &a.token)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["policy"]["exclusions"]["patterns"], json!(["nvidia*"]));
+
+    // Moving a machine between pools and out of them.
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/endpoints/{}", a.id),
+            Some(&admin),
+            Some(json!({ "pool_id": null, "name": "alpha-2" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["name"].as_str()),
+        (Some("unassigned"), Some("alpha-2"))
+    );
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/endpoints/{}", a.id),
+            Some(&admin),
+            Some(json!({ "pool_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7" })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_pool"))
+    );
+
+    let (st, v) = s.get("/api/endpoints?per_page=2&page=1", &admin).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        (v["total"].as_i64(), v["items"].as_array().map(Vec::len)),
+        (Some(3), Some(2))
+    );
+    let (st, v) = s
+        .get(&format!("/api/endpoints?pool_id={pool}"), &admin)
+        .await;
+    assert_eq!((st, v["total"].as_i64()), (StatusCode::OK, Some(1)));
+    let (st, v) = s.get("/api/endpoints?status=unassigned", &admin).await;
+    assert_eq!((st, v["total"].as_i64()), (StatusCode::OK, Some(2)));
+
+    let (st, v) = s
+        .get(&format!("/api/endpoints/{}/states", b.id), &admin)
+        .await;
+    assert_eq!((st, v["total"].as_i64()), (StatusCode::OK, Some(2)));
+    let (st, v) = s
+        .get(&format!("/api/endpoints/{}/state", b.id), &admin)
+        .await;
+    assert_eq!(
+        (st, v["hash"].as_str()),
+        (StatusCode::OK, Some(sb.content_hash().to_string().as_str()))
+    );
+
+    // Deleting a pool leaves its machines unassigned.
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/pools/{pool}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(s.endpoint(&admin, &b.id).await["status"], "unassigned");
+
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/endpoints/{}", b.id),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = s.get(&format!("/api/endpoints/{}", b.id), &admin).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // The deleted machine's token stops working.
+    let (st, _) = s.get(&format!("/api/endpoints/{}", b.id), &b.token).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    let (st, v) = s.get("/api/audit?per_page=100", &admin).await;
+    assert_eq!(st, StatusCode::OK);
+    let actions: Vec<&str> = v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["action"].as_str())
+        .collect();
+    for want in [
+        "pool.create",
+        "endpoint.register",
+        "pool.set_latest",
+        "pool.rollback",
+        "endpoint.delete",
+    ] {
+        assert!(actions.contains(&want), "{want} missing from {actions:?}");
+    }
+    s.stop().await;
+}
+
+async fn operations_lifecycle(backend: Backend) {
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = s.login("admin").await;
+    let operator = s.login("operator").await;
+    let pool = s.create_pool(&admin, "servers").await;
+    let a = s.enroll(&admin, Some(&pool), "a").await;
+    let b = s.enroll(&admin, Some(&pool), "b").await;
+    let old = state(&[("bash", "5.2-1")]);
+    let new = state(&[("bash", "5.3-1")]);
+    assert_eq!(s.report(&a, &new).await, StatusCode::NO_CONTENT);
+    assert_eq!(s.report(&b, &old).await, StatusCode::NO_CONTENT);
+    let (st, v) = s
+        .post(
+            &format!("/api/endpoints/{}/sync", b.id),
+            &operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("no_target"))
+    );
+    let (st, _) = s
+        .post(
+            &format!("/api/endpoints/{}/set-latest", a.id),
+            &operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.endpoint(&admin, &b.id).await["status"], "behind");
+    let (st, v) = s
+        .post(
+            &format!("/api/endpoints/{}/revert", b.id),
+            &operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("nothing_to_revert"))
+    );
+
+    let (st, op) = s
+        .post(
+            &format!("/api/endpoints/{}/sync", b.id),
+            &operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{op}");
+    assert_eq!(op["status"], "queued");
+    let op_id = op["id"].as_str().expect("id").to_owned();
+    assert_eq!(s.endpoint(&admin, &b.id).await["status"], "syncing");
+    let (st, v) = s
+        .post(
+            &format!("/api/endpoints/{}/sync", b.id),
+            &operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("operation_in_progress"))
+    );
+    let (st, v) = s
+        .post(
+            &format!("/api/endpoints/{}/set-latest", b.id),
+            &operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("operation_in_progress"))
+    );
+
+    // The machine works through it.
+    let progress = format!("/api/operations/{op_id}/progress");
+    let (st, v) = s
+        .post(
+            &progress,
+            &b.token,
+            json!({ "status": "running", "progress": 40, "message": "downloading" }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["progress"].as_i64()),
+        (StatusCode::OK, Some(40)),
+        "{v}"
+    );
+    let (st, _) = s
+        .post(&progress, &a.token, json!({ "status": "running" }))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .post(&progress, &operator, json!({ "status": "running" }))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_eq!(s.report(&b, &new).await, StatusCode::NO_CONTENT);
+    let (st, v) = s
+        .post(&progress, &b.token, json!({ "status": "succeeded" }))
+        .await;
+    assert_eq!(
+        (st, v["status"].as_str(), v["progress"].as_i64()),
+        (StatusCode::OK, Some("succeeded"), Some(100))
+    );
+    assert_eq!(s.endpoint(&admin, &b.id).await["status"], "in_sync");
+    let (st, v) = s
+        .post(&progress, &b.token, json!({ "status": "failed" }))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("operation_finished"))
+    );
+
+    // Revert goes back to the state before that sync.
+    let (st, v) = s
+        .get(
+            &format!("/api/endpoints/{}/plan?kind=revert", b.id),
+            &operator,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            v["target_hash"].as_str(),
+            v["summary"]["downgrade"].as_i64()
+        ),
+        (Some(old.content_hash().to_string().as_str()), Some(1))
+    );
+    let (st, rv) = s
+        .post(
+            &format!("/api/endpoints/{}/revert", b.id),
+            &b.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{rv}");
+    assert_eq!(
+        rv["target_hash"].as_str(),
+        Some(old.content_hash().to_string().as_str())
+    );
+    let rv_id = rv["id"].as_str().expect("id");
+    // A failed operation shows as error until a later one succeeds.
+    let (st, _) = s
+        .post(
+            &format!("/api/operations/{rv_id}/progress"),
+            &b.token,
+            json!({ "status": "failed", "message": "pacman: conflict" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let ep = s.endpoint(&admin, &b.id).await;
+    assert_eq!(
+        (ep["status"].as_str(), ep["last_error"].as_str()),
+        (Some("error"), Some("pacman: conflict"))
+    );
+
+    // Cancel: queued → cancelled; twice → 409; viewers may not.
+    let (st, op) = s
+        .post(&format!("/api/endpoints/{}/sync", b.id), &admin, json!({}))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let cancel = format!("/api/operations/{}/cancel", op["id"].as_str().expect("id"));
+    let viewer = s.login("viewer").await;
+    let (st, _) = s.post(&cancel, &viewer, json!({})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, v) = s.post(&cancel, &operator, json!({})).await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let (st, v) = s.post(&cancel, &operator, json!({})).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("operation_cancelled"))
+    );
+    let (st, v) = s
+        .post(
+            &format!(
+                "/api/operations/{}/progress",
+                op["id"].as_str().expect("id")
+            ),
+            &b.token,
+            json!({ "status": "running" }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("operation_cancelled"))
+    );
+
+    let (st, v) = s.get(&format!("/api/operations/{op_id}"), &viewer).await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("succeeded"))
+    );
+    let (st, v) = s
+        .get(&format!("/api/endpoints/{}/operations", b.id), &b.token)
+        .await;
+    assert_eq!((st, v["total"].as_i64()), (StatusCode::OK, Some(3)));
+    let (st, v) = s
+        .get(
+            &format!("/api/pools/{pool}/operations?per_page=10"),
+            &viewer,
+        )
+        .await;
+    // a's set-latest plus b's three.
+    assert_eq!((st, v["total"].as_i64()), (StatusCode::OK, Some(4)));
+    s.stop().await;
+}
+
+async fn tokens_and_refresh(backend: Backend) {
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = s.login("admin").await;
+    let m = s.enroll(&admin, None, "m").await;
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(json!({ "refresh_token": m.refresh })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let new_access = v["access_token"].as_str().expect("access").to_owned();
+    let new_refresh = v["refresh_token"].as_str().expect("refresh").to_owned();
+    let (st, _) = s
+        .get(&format!("/api/endpoints/{}", m.id), &new_access)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Reusing the spent token revokes the session: even the new tokens die.
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(json!({ "refresh_token": m.refresh })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("refresh_token_reused"))
+    );
+    let (st, _) = s
+        .get(&format!("/api/endpoints/{}", m.id), &new_access)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s
+        .call(
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(json!({ "refresh_token": new_refresh })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s
+        .call(
+            Method::POST,
+            "/api/auth/refresh",
+            None,
+            Some(json!({ "refresh_token": "psr_nope" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    // Enrollment tokens: listed without the secret, revocable.
+    let (st, v) = s
+        .post(
+            "/api/enrollment-tokens",
+            &admin,
+            json!({ "expires_in": 3600 }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (tid, token) = (
+        v["id"].as_str().expect("id").to_owned(),
+        v["token"].as_str().expect("t").to_owned(),
+    );
+    let (st, v) = s.get("/api/enrollment-tokens", &admin).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(!v.to_string().contains(&token));
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/enrollment-tokens/{tid}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/api/endpoints/register",
+            None,
+            Some(json!({ "enrollment_token": token, "name": "x" })),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_enrollment_token"))
+    );
+    let (st, v) = s
+        .post(
+            "/api/enrollment-tokens",
+            &admin,
+            json!({ "pool": "no-such-pool" }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_pool"))
+    );
+
+    // Users: admin creates, the new user logs in; wrong password refused.
+    let (st, v) = s
+        .post(
+            "/api/users",
+            &admin,
+            json!({ "name": "ops2", "password": "long enough pw", "role": "operator" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, _) = s
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({ "username": "ops2", "password": "long enough pw" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({ "username": "ops2", "password": "wrong" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = s
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({ "username": "nobody", "password": "wrong" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, v) = s
+        .post(
+            "/api/users",
+            &admin,
+            json!({ "name": "ops2", "password": "long enough pw", "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("name_taken"))
+    );
+    let (st, v) = s.get("/api/users", &admin).await;
+    assert_eq!((st, v["total"].as_i64()), (StatusCode::OK, Some(4)));
+    s.stop().await;
+}

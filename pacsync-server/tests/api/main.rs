@@ -1,0 +1,30 @@
+//! The server launched in-process on 127.0.0.1:0, driven over real HTTP,
+//! on SQLite and on a throwaway PostgreSQL.
+
+mod authz;
+mod bad_input;
+mod concurrency;
+mod flow;
+mod harness;
+mod pg;
+mod schema;
+mod serve;
+
+/// Runs the scenario `$name(Backend)` as two tests, one per backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::harness::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::harness::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
