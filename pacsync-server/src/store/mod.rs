@@ -120,8 +120,10 @@ impl ManageConnection for Manager {
                 // writer wait for the lock instead of failing at once;
                 // synchronous=NORMAL is crash-safe in WAL mode (only an OS
                 // crash may lose the last commits).
+                // busy_timeout first: switching to WAL itself needs the lock
+                // when the pool opens its connections all at once.
                 c.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 15000; \
+                    "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                 )
                 .map_err(r2d2::Error::QueryError)?;

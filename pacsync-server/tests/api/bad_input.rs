@@ -8,6 +8,10 @@ use crate::harness::{Backend, TestServer, assert_error_body, state};
 crate::on_both_backends!(bad_input_is_refused_cleanly);
 
 impl TestServer {
+    fn one_shot(&self) -> reqwest::Client {
+        one_shot_client()
+    }
+
     async fn raw(
         &self,
         method: Method,
@@ -17,7 +21,7 @@ impl TestServer {
         body: Vec<u8>,
     ) -> (StatusCode, serde_json::Value) {
         let mut req = self
-            .client
+            .one_shot()
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(token)
             .body(body);
@@ -30,6 +34,16 @@ impl TestServer {
         assert_error_body(status, &v);
         (status, v)
     }
+}
+
+/// A client that never reuses a connection: the server closes one after
+/// refusing a body it did not read, and a pooled client could otherwise
+/// send its next request into that closing connection.
+fn one_shot_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
 }
 
 async fn bad_input_is_refused_cleanly(backend: Backend) {
@@ -157,7 +171,7 @@ async fn bad_input_is_refused_cleanly(backend: Backend) {
         (Method::PUT, state_path.clone(), &m.token, 17 * 1024 * 1024),
     ] {
         let sent = s
-            .client
+            .one_shot()
             .request(method, format!("{}{path}", s.base))
             .bearer_auth(token)
             .header("content-type", "application/json")
