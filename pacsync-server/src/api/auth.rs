@@ -89,7 +89,7 @@ pub async fn register(
     Ok((
         StatusCode::CREATED,
         Json(json!({
-            "endpoint": endpoint_json(&reg.endpoint),
+            "endpoint": endpoint_json(&reg.endpoint, reg.pool_name.as_deref()),
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": auth::MACHINE_TOKEN_SECS,

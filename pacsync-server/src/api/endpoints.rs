@@ -18,11 +18,12 @@ use crate::store::endpoints::{self, EndpointPatch, ListFilter};
 use crate::store::models::EndpointRow;
 use crate::store::{StoreError, content, operations, status};
 
-pub fn endpoint_json(e: &EndpointRow) -> Value {
+pub fn endpoint_json(e: &EndpointRow, pool_name: Option<&str>) -> Value {
     json!({
         "id": e.id,
         "name": e.name,
         "pool_id": e.pool_id,
+        "pool_name": pool_name,
         "status": e.status,
         "last_error": e.last_error,
         "state_hash": e.state_hash,
@@ -66,7 +67,9 @@ pub async fn list(
         .run(move |conn| endpoints::list(conn, &filter, offset, per_page))
         .await?;
     Ok(Json(page_json(
-        rows.iter().map(endpoint_json).collect(),
+        rows.iter()
+            .map(|(e, pool)| endpoint_json(e, pool.as_deref()))
+            .collect(),
         page,
         per_page,
         total,
@@ -80,8 +83,11 @@ pub async fn get(
 ) -> ApiResult<Json<Value>> {
     check_id("endpoint", &id)?;
     who.require_endpoint(&id, Role::Viewer)?;
-    let row = app.store.run(move |conn| endpoints::get(conn, &id)).await?;
-    Ok(Json(endpoint_json(&row)))
+    let (row, pool) = app
+        .store
+        .run(move |conn| endpoints::get_named(conn, &id))
+        .await?;
+    Ok(Json(endpoint_json(&row, pool.as_deref())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,11 +115,11 @@ pub async fn update(
         pool_id: body.pool_id,
     };
     let actor = who.actor();
-    let row = app
+    let (row, pool) = app
         .store
         .write(move |conn| endpoints::update(conn, &id, patch, &actor))
         .await?;
-    Ok(Json(endpoint_json(&row)))
+    Ok(Json(endpoint_json(&row, pool.as_deref())))
 }
 
 pub async fn delete(

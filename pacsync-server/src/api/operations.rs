@@ -207,18 +207,44 @@ pub async fn progress(
     Ok(Json(operation_json(&op)))
 }
 
+/// `?status=queued` and the like on operation lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    page: Option<i64>,
+    per_page: Option<i64>,
+    status: Option<String>,
+}
+
+impl ListQuery {
+    fn status(&self) -> ApiResult<Option<String>> {
+        match &self.status {
+            Some(s) if !operations::STATUSES.contains(&s.as_str()) => Err(ApiError::bad_request(
+                "invalid_query",
+                format!("status must be one of {}", operations::STATUSES.join(", ")),
+            )),
+            other => Ok(other.clone()),
+        }
+    }
+}
+
+/// A machine's operations; the daemon asks for `?status=queued` to learn
+/// of syncs and reverts an admin requested while it was not listening.
 pub async fn list_for_endpoint(
     State(app): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     check_id("endpoint", &id)?;
     who.require_endpoint(&id, Role::Viewer)?;
-    let (page, per_page, offset) = q.offset_limit()?;
+    let (page, per_page, offset) = PageQuery::resolve(q.page, q.per_page)?;
+    let status = q.status()?;
     let (rows, total) = app
         .store
-        .run(move |conn| operations::list_for_endpoint(conn, &id, offset, per_page))
+        .run(move |conn| {
+            operations::list_for_endpoint(conn, &id, status.as_deref(), offset, per_page)
+        })
         .await?;
     Ok(Json(page_json(
         rows.iter().map(operation_json).collect(),
@@ -232,14 +258,15 @@ pub async fn list_for_pool(
     State(app): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     who.require(Role::Viewer)?;
     check_id("pool", &id)?;
-    let (page, per_page, offset) = q.offset_limit()?;
+    let (page, per_page, offset) = PageQuery::resolve(q.page, q.per_page)?;
+    let status = q.status()?;
     let (rows, total) = app
         .store
-        .run(move |conn| operations::list_for_pool(conn, &id, offset, per_page))
+        .run(move |conn| operations::list_for_pool(conn, &id, status.as_deref(), offset, per_page))
         .await?;
     Ok(Json(page_json(
         rows.iter().map(operation_json).collect(),

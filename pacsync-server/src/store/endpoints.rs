@@ -16,6 +16,17 @@ pub fn get(conn: &mut DbConnection, id: &str) -> StoreResult<EndpointRow> {
         .ok_or(StoreError::NotFound("endpoint"))
 }
 
+/// A machine with the name of its pool, as the API shows it.
+pub fn get_named(conn: &mut DbConnection, id: &str) -> StoreResult<(EndpointRow, Option<String>)> {
+    endpoints::table
+        .left_join(pools::table)
+        .filter(endpoints::id.eq(id))
+        .select((EndpointRow::as_select(), pools::name.nullable()))
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound("endpoint"))
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub pool_id: Option<String>,
@@ -27,9 +38,9 @@ pub fn list(
     filter: &ListFilter,
     offset: i64,
     limit: i64,
-) -> StoreResult<(Vec<EndpointRow>, i64)> {
+) -> StoreResult<(Vec<(EndpointRow, Option<String>)>, i64)> {
     let query = || {
-        let mut q = endpoints::table.into_boxed();
+        let mut q = endpoints::table.left_join(pools::table).into_boxed();
         if let Some(p) = &filter.pool_id {
             q = q.filter(endpoints::pool_id.eq(p.clone()));
         }
@@ -43,7 +54,7 @@ pub fn list(
         .order((endpoints::name.asc(), endpoints::id.asc()))
         .offset(offset)
         .limit(limit)
-        .select(EndpointRow::as_select())
+        .select((EndpointRow::as_select(), pools::name.nullable()))
         .load(conn)?;
     Ok((rows, total))
 }
@@ -52,6 +63,7 @@ pub fn list(
 #[derive(Debug)]
 pub struct Registered {
     pub endpoint: EndpointRow,
+    pub pool_name: Option<String>,
     pub refresh_token: String,
 }
 
@@ -87,8 +99,10 @@ pub fn register(
         &row.id,
         json!({ "name": name, "pool": token.pool_id }),
     )?;
+    let (endpoint, pool_name) = get_named(conn, &row.id)?;
     Ok(Registered {
-        endpoint: get(conn, &row.id)?,
+        endpoint,
+        pool_name,
         refresh_token,
     })
 }
@@ -105,7 +119,7 @@ pub fn update(
     id: &str,
     patch: EndpointPatch,
     actor: &str,
-) -> StoreResult<EndpointRow> {
+) -> StoreResult<(EndpointRow, Option<String>)> {
     let ep = get(conn, id)?;
     if let Some(Some(pool)) = &patch.pool_id {
         let n: i64 = pools::table
@@ -136,7 +150,7 @@ pub fn update(
         id,
         json!({ "name": name, "pool": pool_id }),
     )?;
-    get(conn, id)
+    get_named(conn, id)
 }
 
 pub fn delete(conn: &mut DbConnection, id: &str, actor: &str) -> StoreResult<()> {

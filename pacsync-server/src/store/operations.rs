@@ -13,6 +13,7 @@ use super::{
 };
 
 pub const ACTIVE: [&str; 2] = ["queued", "running"];
+pub const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
 
 fn in_progress() -> StoreError {
     StoreError::conflict(
@@ -183,16 +184,22 @@ pub fn set_latest(
 pub fn list_for_endpoint(
     conn: &mut DbConnection,
     endpoint_id: &str,
+    status: Option<&str>,
     offset: i64,
     limit: i64,
 ) -> StoreResult<(Vec<OperationRow>, i64)> {
     eps::get(conn, endpoint_id)?;
-    let total = operations::table
-        .filter(operations::endpoint_id.eq(endpoint_id))
-        .count()
-        .get_result(conn)?;
-    let rows = operations::table
-        .filter(operations::endpoint_id.eq(endpoint_id))
+    let query = || {
+        let mut q = operations::table
+            .filter(operations::endpoint_id.eq(endpoint_id.to_owned()))
+            .into_boxed();
+        if let Some(s) = status {
+            q = q.filter(operations::status.eq(s.to_owned()));
+        }
+        q
+    };
+    let total = query().count().get_result(conn)?;
+    let rows = query()
         .order((operations::created_at.desc(), operations::id.desc()))
         .offset(offset)
         .limit(limit)
@@ -204,21 +211,25 @@ pub fn list_for_endpoint(
 pub fn list_for_pool(
     conn: &mut DbConnection,
     pool_id: &str,
+    status: Option<&str>,
     offset: i64,
     limit: i64,
 ) -> StoreResult<(Vec<OperationRow>, i64)> {
     pools::get(conn, pool_id)?;
-    let members = || {
-        endpoints::table
+    let query = || {
+        let members = endpoints::table
             .filter(endpoints::pool_id.eq(pool_id.to_owned()))
-            .select(endpoints::id)
+            .select(endpoints::id);
+        let mut q = operations::table
+            .filter(operations::endpoint_id.eq_any(members))
+            .into_boxed();
+        if let Some(s) = status {
+            q = q.filter(operations::status.eq(s.to_owned()));
+        }
+        q
     };
-    let total = operations::table
-        .filter(operations::endpoint_id.eq_any(members()))
-        .count()
-        .get_result(conn)?;
-    let rows = operations::table
-        .filter(operations::endpoint_id.eq_any(members()))
+    let total = query().count().get_result(conn)?;
+    let rows = query()
         .order((operations::created_at.desc(), operations::id.desc()))
         .offset(offset)
         .limit(limit)
