@@ -5,8 +5,10 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod events;
 pub mod logging;
 pub mod metrics;
+mod pglisten;
 pub mod ratelimit;
 pub mod settings;
 pub mod store;
@@ -18,9 +20,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::AppState;
@@ -37,6 +39,13 @@ const OFFLINE_SWEEP_EVERY: Duration = Duration::from_secs(30);
 pub struct Server {
     state: AppState,
     tls: Option<TlsAcceptor>,
+    /// Set to true when shutdown begins; sessions and connections watch it.
+    stop: watch::Sender<bool>,
+    /// Ends (`None`) when the last [`AppState`] clone is dropped, i.e.
+    /// when every connection and WebSocket session is over.
+    drained: mpsc::Receiver<()>,
+    /// The PostgreSQL notification listener.
+    listener_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -66,14 +75,31 @@ impl Server {
             Some(t) => Some(tls::acceptor(t)?),
             None => None,
         };
+        let listener_task = match settings.database.kind {
+            settings::DatabaseKind::Postgresql => Some(
+                pglisten::start(
+                    settings.database.url.expose().to_owned(),
+                    store.hub().clone(),
+                )
+                .await?,
+            ),
+            settings::DatabaseKind::Internal => None,
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let (alive, drained) = mpsc::channel(1);
         Ok(Server {
             state: AppState {
                 store,
                 keys: Arc::new(auth::Keys::new(&secret)),
                 metrics: Arc::default(),
                 limiter: Arc::new(RateLimiter::new(settings.api_rate_limit)),
+                shutdown,
+                alive,
             },
             tls,
+            stop,
+            drained,
+            listener_task,
         })
     }
 
@@ -82,15 +108,22 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets
-    /// in-flight requests finish (up to 30 s) and closes the pool.
+    /// in-flight requests finish and WebSocket sessions close (up to 30 s)
+    /// and closes the pool.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let sweeper = tokio::spawn(sweep_offline(self.state.store.clone()));
-        let router = api::router(self.state);
-        let graceful = GracefulShutdown::new();
+        let Server {
+            state,
+            tls,
+            stop,
+            mut drained,
+            listener_task,
+        } = self;
+        let sweeper = tokio::spawn(sweep_offline(state.store.clone()));
+        let router = api::router(state);
         let mut http = hyper::server::conn::http1::Builder::new();
         // Slow clients cannot hold a connection open forever by trickling headers.
         http.timer(TokioTimer::new())
@@ -118,20 +151,16 @@ impl Server {
                 },
             );
             let svc = TowerToHyperService::new(svc);
-            let tls = self.tls.clone();
+            let tls = tls.clone();
             let http = http.clone();
-            let watcher = graceful.watcher();
+            let stop = stop.subscribe();
             tokio::spawn(async move {
                 let result = match tls {
                     Some(acceptor) => {
                         match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
                             .await
                         {
-                            Ok(Ok(s)) => {
-                                watcher
-                                    .watch(http.serve_connection(TokioIo::new(s), svc))
-                                    .await
-                            }
+                            Ok(Ok(s)) => serve_connection(&http, TokioIo::new(s), svc, stop).await,
                             Ok(Err(e)) => {
                                 tracing::debug!("TLS handshake with {peer} failed: {e}");
                                 return;
@@ -139,11 +168,7 @@ impl Server {
                             Err(_) => return,
                         }
                     }
-                    None => {
-                        watcher
-                            .watch(http.serve_connection(TokioIo::new(stream), svc))
-                            .await
-                    }
+                    None => serve_connection(&http, TokioIo::new(stream), svc, stop).await,
                 };
                 if let Err(e) = result {
                     tracing::debug!("connection from {peer} ended: {e}");
@@ -153,12 +178,46 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: finishing in-flight requests");
         sweeper.abort();
+        let _ = stop.send(true);
+        drop(router);
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            _ = drained.recv() => tracing::info!("all connections closed"),
             () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("gave up waiting for connections to close"),
+        }
+        if let Some(t) = listener_task {
+            t.abort();
         }
         Ok(())
     }
+}
+
+/// One HTTP/1 connection (with upgrades, for WebSocket), shut down
+/// gracefully — the request in flight finishes — once `stop` turns true.
+async fn serve_connection<I, S>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    svc: S,
+    stop: watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = axum::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = http.serve_connection(io, svc).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopping(stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopping(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Starts the server on `listener` and runs it until `shutdown` completes.

@@ -7,6 +7,7 @@ pub mod error;
 pub mod operations;
 pub mod pools;
 pub mod principal;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -36,6 +37,11 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<RateLimiter>,
+    /// Turns true when the server shuts down; WebSocket sessions close.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Held by every clone, so the server knows when the last connection
+    /// and session are gone; never sent on.
+    pub alive: tokio::sync::mpsc::Sender<()>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -89,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/operations/{id}", get(o::get))
         .route("/api/operations/{id}/cancel", post(o::cancel))
         .route("/api/operations/{id}/progress", post(o::progress))
+        .route("/api/ws", get(ws::connect))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -12,30 +12,11 @@ use serde_json::{Value, json};
 use super::pools::target_json;
 use super::{
     ApiError, ApiResult, AppState, Json, PageQuery, Path, Query, check_id, check_text,
-    double_option, opt_time, page_json, rfc3339,
+    double_option, page_json,
 };
 use crate::auth::{Principal, Role};
-use crate::store::models::OperationRow;
-use crate::store::operations::{self, Progress};
+use crate::store::operations::{self, Progress, operation_json};
 use crate::store::pools::Expected;
-
-pub fn operation_json(o: &OperationRow) -> Value {
-    json!({
-        "id": o.id,
-        "endpoint_id": o.endpoint_id,
-        "kind": o.kind,
-        "status": o.status,
-        "progress": o.progress,
-        "message": o.message,
-        "requested_by": o.requested_by,
-        "target_hash": o.target_hash,
-        "from_state_hash": o.from_state_hash,
-        "created_at": rfc3339(o.created_at),
-        "started_at": opt_time(o.started_at),
-        "finished_at": opt_time(o.finished_at),
-        "updated_at": rfc3339(o.updated_at),
-    })
-}
 
 /// A JSON body that may be left out entirely (then `T::default()`).
 fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {

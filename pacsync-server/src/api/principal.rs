@@ -3,6 +3,7 @@
 //! takes effect at once.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -14,42 +15,53 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?
-            .trim()
-            .to_owned();
-        let claims = app
-            .keys
-            .verify(&token)
-            .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
-        let principal = app
-            .store
-            .run(move |conn| {
-                Ok(match claims.kind.as_str() {
-                    "user" => credentials::user_by_id(conn, &claims.sub)?.and_then(|u| {
-                        Role::parse(&u.role).map(|role| Principal::User {
-                            id: u.id,
-                            name: u.name,
-                            role,
-                        })
-                    }),
-                    "machine" => match endpoints::get(conn, &claims.sub) {
-                        Ok(ep) if Some(ep.session_gen) == claims.generation => {
-                            Some(Principal::Machine { endpoint_id: ep.id })
-                        }
-                        Ok(_) | Err(crate::store::StoreError::NotFound(_)) => None,
-                        Err(e) => return Err(e),
-                    },
-                    _ => None,
-                })
-            })
-            .await?;
-        principal.ok_or_else(|| ApiError::unauthorized("token no longer valid"))
+        let token =
+            bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        authenticate(app, token).await.map(|(p, _)| p)
     }
+}
+
+/// The token of an `Authorization: Bearer` header.
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+}
+
+/// Who `token` belongs to, and until when (Unix seconds) it is valid.
+pub async fn authenticate(app: &AppState, token: String) -> ApiResult<(Principal, i64)> {
+    let claims = app
+        .keys
+        .verify(&token)
+        .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+    let exp = claims.exp;
+    let principal = app
+        .store
+        .run(move |conn| {
+            Ok(match claims.kind.as_str() {
+                "user" => credentials::user_by_id(conn, &claims.sub)?.and_then(|u| {
+                    Role::parse(&u.role).map(|role| Principal::User {
+                        id: u.id,
+                        name: u.name,
+                        role,
+                    })
+                }),
+                "machine" => match endpoints::get(conn, &claims.sub) {
+                    Ok(ep) if Some(ep.session_gen) == claims.generation => {
+                        Some(Principal::Machine { endpoint_id: ep.id })
+                    }
+                    Ok(_) | Err(crate::store::StoreError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                },
+                _ => None,
+            })
+        })
+        .await?;
+    principal
+        .map(|p| (p, exp))
+        .ok_or_else(|| ApiError::unauthorized("token no longer valid"))
 }
 
 impl Principal {

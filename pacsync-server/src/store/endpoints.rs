@@ -16,8 +16,10 @@ pub fn get(conn: &mut DbConnection, id: &str) -> StoreResult<EndpointRow> {
         .ok_or(StoreError::NotFound("endpoint"))
 }
 
-/// A machine with the name of its pool, as the API shows it.
-pub fn get_named(conn: &mut DbConnection, id: &str) -> StoreResult<(EndpointRow, Option<String>)> {
+/// A machine and the name of its pool, as the API shows it.
+pub type NamedEndpoint = (EndpointRow, Option<String>);
+
+pub fn get_named(conn: &mut DbConnection, id: &str) -> StoreResult<NamedEndpoint> {
     endpoints::table
         .left_join(pools::table)
         .filter(endpoints::id.eq(id))
@@ -38,7 +40,7 @@ pub fn list(
     filter: &ListFilter,
     offset: i64,
     limit: i64,
-) -> StoreResult<(Vec<(EndpointRow, Option<String>)>, i64)> {
+) -> StoreResult<(Vec<NamedEndpoint>, i64)> {
     let query = || {
         let mut q = endpoints::table.left_join(pools::table).into_boxed();
         if let Some(p) = &filter.pool_id {
@@ -119,7 +121,7 @@ pub fn update(
     id: &str,
     patch: EndpointPatch,
     actor: &str,
-) -> StoreResult<(EndpointRow, Option<String>)> {
+) -> StoreResult<NamedEndpoint> {
     let ep = get(conn, id)?;
     if let Some(Some(pool)) = &patch.pool_id {
         let n: i64 = pools::table
@@ -134,6 +136,7 @@ pub fn update(
         }
     }
     let name = patch.name.clone().unwrap_or(ep.name);
+    let moved = patch.pool_id.as_ref().is_some_and(|p| *p != ep.pool_id);
     let pool_id = patch.pool_id.clone().unwrap_or(ep.pool_id);
     diesel::update(endpoints::table.find(id))
         .set((
@@ -143,6 +146,9 @@ pub fn update(
         ))
         .execute(conn)?;
     status::recompute_endpoint(conn, id)?;
+    if moved {
+        super::pools::announce_moved(id, pool_id.as_deref());
+    }
     audit::record(
         conn,
         actor,

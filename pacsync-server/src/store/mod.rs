@@ -22,6 +22,7 @@ use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::events::{self, Event, Hub};
 use crate::settings::{DatabaseKind, DatabaseSettings};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -150,6 +151,7 @@ impl ManageConnection for Manager {
 pub struct Store {
     pool: Pool<Manager>,
     kind: DatabaseKind,
+    hub: Hub,
 }
 
 impl std::fmt::Debug for Store {
@@ -182,11 +184,17 @@ impl Store {
         Ok(Store {
             pool,
             kind: db.kind,
+            hub: Hub::default(),
         })
     }
 
     pub fn kind(&self) -> DatabaseKind {
         self.kind
+    }
+
+    /// Where committed changes are announced to this process's sockets.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     fn conn(&self) -> StoreResult<PooledConnection<Manager>> {
@@ -228,13 +236,26 @@ impl Store {
         .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
     }
 
-    /// Runs `f` in a write transaction (see [`write_tx`]).
+    /// Runs `f` in a write transaction (see [`write_tx`]) and announces
+    /// its events once it committed.
     pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<T> + Send + 'static,
     {
-        self.run(move |conn| write_tx(conn, f)).await
+        let hub = self.hub.clone();
+        self.run(move |conn| {
+            let (value, events) = write_tx_events(conn, f)?;
+            // PostgreSQL announces through NOTIFY, which comes back to
+            // this process through its listener like to every replica.
+            if matches!(conn, DbConnection::Sqlite(_)) {
+                for e in events {
+                    hub.publish(e);
+                }
+            }
+            Ok(value)
+        })
+        .await
     }
 }
 
@@ -243,12 +264,51 @@ impl Store {
 /// fails with SQLITE_BUSY when another writer got in between, and
 /// busy_timeout cannot help it; taking the write lock up front makes
 /// writers queue instead.
+///
+/// On PostgreSQL the events emitted inside go out with `pg_notify` in the
+/// same transaction; on SQLite they are dropped here (see [`Store::write`]).
 pub fn write_tx<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<T>
 where
     F: FnOnce(&mut DbConnection) -> StoreResult<T>,
 {
+    write_tx_events(conn, f).map(|(v, _)| v)
+}
+
+/// [`write_tx`], returning the events of a committed transaction.
+fn write_tx_events<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<(T, Vec<Event>)>
+where
+    F: FnOnce(&mut DbConnection) -> StoreResult<T>,
+{
+    events::begin();
+    let result = write_tx_inner(conn, f);
+    let events = events::take();
+    result.map(|v| (v, events))
+}
+
+fn pg_notify(conn: &mut diesel::PgConnection) -> StoreResult<()> {
+    // NOTIFY inside the transaction: PostgreSQL delivers it at commit and
+    // drops it on rollback.
+    for payload in events::pg_payloads(&events::pending()) {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(events::PG_CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(payload)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+fn write_tx_inner<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<T>
+where
+    F: FnOnce(&mut DbConnection) -> StoreResult<T>,
+{
     match conn {
-        DbConnection::Pg(_) => conn.transaction(|c| f(c)),
+        DbConnection::Pg(_) => conn.transaction(|c| {
+            let value = f(c)?;
+            if let DbConnection::Pg(pg) = c {
+                pg_notify(pg)?;
+            }
+            Ok(value)
+        }),
         DbConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
             let result = f(conn);

@@ -2,7 +2,10 @@
 
 use diesel::prelude::*;
 use pacsync_core::state::TargetState;
-use serde_json::json;
+use serde_json::{Value, json};
+
+use crate::api::{opt_time, rfc3339};
+use crate::events::{self, Scope};
 
 use super::models::{EndpointRow, OperationRow, PoolTargetRow};
 use super::pools::{Expected, NewTarget};
@@ -11,6 +14,33 @@ use super::{
     DbConnection, StoreError, StoreResult, audit, content, endpoints as eps, new_id, now_ms, pools,
     status,
 };
+
+/// An operation as the API and the WebSocket show it.
+pub fn operation_json(o: &OperationRow) -> Value {
+    json!({
+        "id": o.id,
+        "endpoint_id": o.endpoint_id,
+        "kind": o.kind,
+        "status": o.status,
+        "progress": o.progress,
+        "message": o.message,
+        "requested_by": o.requested_by,
+        "target_hash": o.target_hash,
+        "from_state_hash": o.from_state_hash,
+        "created_at": rfc3339(o.created_at),
+        "started_at": opt_time(o.started_at),
+        "finished_at": opt_time(o.finished_at),
+        "updated_at": rfc3339(o.updated_at),
+    })
+}
+
+/// Tells admin clients where an operation stands.
+fn announce(op: &OperationRow) {
+    events::emit(
+        Scope::Admins,
+        json!({ "type": "operation_progress", "operation": operation_json(op) }),
+    );
+}
 
 pub const ACTIVE: [&str; 2] = ["queued", "running"];
 pub const STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
@@ -118,6 +148,14 @@ pub fn request(
         endpoint_id,
         json!({ "operation": row.id }),
     )?;
+    // A machine that asked for its own operation is already running it.
+    if actor != format!("machine:{endpoint_id}") {
+        events::emit(
+            Scope::Endpoint(endpoint_id.to_owned()),
+            json!({ "type": "operation_requested", "operation": operation_json(&row) }),
+        );
+    }
+    announce(&row);
     Ok(row)
 }
 
@@ -161,23 +199,25 @@ pub fn set_latest(
         },
     )?;
     let now = now_ms();
+    let op = OperationRow {
+        id: new_id(),
+        endpoint_id: endpoint_id.to_owned(),
+        kind: "set_latest".into(),
+        status: "succeeded".into(),
+        progress: 100,
+        message: None,
+        requested_by: actor.to_owned(),
+        target_hash: Some(target_hash),
+        from_state_hash: Some(state_hash),
+        created_at: now,
+        started_at: Some(now),
+        finished_at: Some(now),
+        updated_at: now,
+    };
     diesel::insert_into(operations::table)
-        .values(OperationRow {
-            id: new_id(),
-            endpoint_id: endpoint_id.to_owned(),
-            kind: "set_latest".into(),
-            status: "succeeded".into(),
-            progress: 100,
-            message: None,
-            requested_by: actor.to_owned(),
-            target_hash: Some(target_hash),
-            from_state_hash: Some(state_hash),
-            created_at: now,
-            started_at: Some(now),
-            finished_at: Some(now),
-            updated_at: now,
-        })
+        .values(&op)
         .execute(conn)?;
+    announce(&op);
     Ok(row)
 }
 
@@ -270,7 +310,13 @@ pub fn cancel(conn: &mut DbConnection, id: &str, actor: &str) -> StoreResult<Ope
         id,
         json!({ "endpoint": op.endpoint_id }),
     )?;
-    get(conn, id)
+    let op = get(conn, id)?;
+    events::emit(
+        Scope::Endpoint(op.endpoint_id.clone()),
+        json!({ "type": "operation_cancelled", "operation": operation_json(&op) }),
+    );
+    announce(&op);
+    Ok(op)
 }
 
 /// A progress report from the machine running the operation.
@@ -324,5 +370,7 @@ pub fn report_progress(
         )?;
     }
     status::recompute_endpoint(conn, &op.endpoint_id)?;
-    get(conn, id)
+    let op = get(conn, id)?;
+    announce(&op);
+    Ok(op)
 }

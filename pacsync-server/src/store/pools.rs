@@ -6,6 +6,7 @@ use serde_json::json;
 use super::models::{PoolRow, PoolTargetRow};
 use super::schema::{pool_targets, pools};
 use super::{DbConnection, StoreError, StoreResult, audit, new_id, now_ms, status};
+use crate::events::{self, Scope};
 
 /// What a pool is made of, as created or replaced by a patch.
 #[derive(Debug, Clone)]
@@ -103,8 +104,28 @@ pub fn update(
     {
         status::recompute_pool(conn, id)?;
     }
+    if before.keep_extras != spec.keep_extras || before.exclusions != exclusions {
+        announce_policy(id);
+    }
     audit::record(conn, actor, "pool.update", id, json!({ "name": spec.name }))?;
     get(conn, id)
+}
+
+/// Tells a pool's machines that its policy changed.
+pub fn announce_policy(pool_id: &str) {
+    events::emit(
+        Scope::Pool(pool_id.to_owned()),
+        json!({ "type": "policy_changed", "pool_id": pool_id }),
+    );
+}
+
+/// Tells a machine that it moved to another pool (or none): its target
+/// is now another one.
+pub fn announce_moved(endpoint_id: &str, pool_id: Option<&str>) {
+    events::emit(
+        Scope::Endpoint(endpoint_id.to_owned()),
+        json!({ "type": "target_changed", "reason": "pool_changed", "endpoint_id": endpoint_id, "pool_id": pool_id }),
+    );
 }
 
 /// Deletes a pool; its machines become unassigned, its targets go.
@@ -117,6 +138,7 @@ pub fn delete(conn: &mut DbConnection, id: &str, actor: &str) -> StoreResult<()>
     diesel::delete(pools::table.find(id)).execute(conn)?;
     for ep in members {
         status::recompute_endpoint(conn, &ep)?;
+        announce_moved(&ep, None);
     }
     audit::record(conn, actor, "pool.delete", id, json!({ "name": pool.name }))?;
     Ok(())
@@ -248,6 +270,24 @@ pub fn set_target(
             other => other,
         })?;
     status::recompute_pool(conn, pool_id)?;
+    events::emit(
+        Scope::Pool(pool_id.to_owned()),
+        json!({
+            "type": "target_changed",
+            "reason": row.kind,
+            "pool_id": pool_id,
+            "target": {
+                "id": row.id,
+                "seq": row.seq,
+                "hash": row.target_hash,
+                "kind": row.kind,
+                "created_by": row.created_by,
+                "from_endpoint_id": row.from_endpoint_id,
+                "from_endpoint_name": row.from_endpoint_name,
+                "comment": row.comment,
+            },
+        }),
+    );
     audit::record(
         conn,
         &new.created_by,

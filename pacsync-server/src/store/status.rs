@@ -13,6 +13,8 @@ use pacsync_core::status::{EndpointStatus, Situation, drift, endpoint_status};
 use super::models::{EndpointRow, PoolRow, PoolTargetRow};
 use super::schema::{endpoints, operations, pool_targets, pools};
 use super::{DbConnection, StoreError, StoreResult, content, now_ms};
+use crate::events::{self, Scope};
+use serde_json::json;
 
 /// A pool as status computation needs it.
 #[derive(Debug)]
@@ -112,8 +114,23 @@ fn store_status(
         diesel::update(endpoints::table.find(&ep.id))
             .set(endpoints::status.eq(status.as_str()))
             .execute(conn)?;
+        announce_status(&ep.id, ep.pool_id.as_deref(), &ep.status, status.as_str());
     }
     Ok(())
+}
+
+/// Tells admin clients that a machine's status changed.
+fn announce_status(endpoint_id: &str, pool_id: Option<&str>, previous: &str, status: &str) {
+    events::emit(
+        Scope::Admins,
+        json!({
+            "type": "endpoint_status",
+            "endpoint_id": endpoint_id,
+            "pool_id": pool_id,
+            "status": status,
+            "previous": previous,
+        }),
+    );
 }
 
 /// Recomputes and stores one machine's status.
@@ -175,14 +192,30 @@ pub fn sweep_offline(conn: &mut DbConnection) -> StoreResult<usize> {
     let now = now_ms();
     let mut changed = 0;
     for (pool_id, grace) in graces {
-        changed += diesel::update(
+        let stale = || {
             endpoints::table
-                .filter(endpoints::pool_id.eq(&pool_id))
+                .filter(endpoints::pool_id.eq(pool_id.clone()))
                 .filter(endpoints::last_seen_at.lt(now - grace.saturating_mul(1000)))
-                .filter(endpoints::status.ne_all(["offline", "syncing", "error"])),
-        )
-        .set(endpoints::status.eq(EndpointStatus::Offline.as_str()))
-        .execute(conn)?;
+                .filter(endpoints::status.ne_all(["offline", "syncing", "error"]))
+        };
+        // Read first so each change can be announced with what it was.
+        let going: Vec<(String, String)> = stale()
+            .select((endpoints::id, endpoints::status))
+            .load(conn)?;
+        if going.is_empty() {
+            continue;
+        }
+        changed += diesel::update(stale())
+            .set(endpoints::status.eq(EndpointStatus::Offline.as_str()))
+            .execute(conn)?;
+        for (id, previous) in going {
+            announce_status(
+                &id,
+                Some(&pool_id),
+                &previous,
+                EndpointStatus::Offline.as_str(),
+            );
+        }
     }
     Ok(changed)
 }

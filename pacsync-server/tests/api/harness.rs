@@ -25,6 +25,8 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
     _pg: Option<crate::pg::Postgres>,
+    /// The PostgreSQL URL, for a second replica on the same database.
+    pg_url: Option<String>,
 }
 
 /// A registered machine and its credentials.
@@ -56,7 +58,6 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> Option<TestServer> {
-        let dir = tempfile::tempdir().expect("tempdir");
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
@@ -65,16 +66,31 @@ impl TestServer {
                     .expect("pg start")?,
             ),
         };
+        let url = pg.as_ref().map(|p| p.url.clone());
+        let mut s = TestServer::launch(url, extra, true).await;
+        s._pg = pg;
+        Some(s)
+    }
+
+    /// A second server on this one's PostgreSQL database (None on SQLite):
+    /// two replicas behind one load balancer.
+    pub async fn replica(&self) -> Option<TestServer> {
+        let url = self.pg_url.clone()?;
+        Some(TestServer::launch(Some(url), &[], false).await)
+    }
+
+    async fn launch(pg_url: Option<String>, extra: &[(&str, &str)], users: bool) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
         let mut vars: Vec<(&str, &str)> = extra.to_vec();
-        if let Some(pg) = &pg {
+        if let Some(url) = &pg_url {
             vars.push(("DATABASE_TYPE", "postgresql"));
-            vars.push(("DATABASE_URL", &pg.url));
+            vars.push(("DATABASE_URL", url));
         }
         let settings = settings_for(dir.path(), &vars);
         let server = pacsync_server::Server::prepare(settings)
             .await
             .expect("server prepares");
-        {
+        if users {
             let store = server.store().clone();
             tokio::task::spawn_blocking(move || {
                 for (name, role) in [
@@ -97,14 +113,15 @@ impl TestServer {
         let task = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
-        Some(TestServer {
+        TestServer {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,
-            _pg: pg,
-        })
+            _pg: None,
+            pg_url,
+        }
     }
 
     /// Asks the server to stop and waits until it has.

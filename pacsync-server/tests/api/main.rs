@@ -8,6 +8,7 @@ mod flow;
 mod harness;
 mod operations;
 mod pg;
+mod push;
 mod schema;
 mod serve;
 

@@ -1,0 +1,173 @@
+//! `GET /api/ws`: the push channel. Machines hear of their pool's target
+//! and policy changing and of operations requested for them; admin
+//! clients (viewer and up) hear of machines' status changes and of
+//! operations' progress. Messages are JSON text `{"type": …}`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::principal::{authenticate, bearer};
+use super::{ApiError, ApiResult, AppState, Query};
+use crate::auth::{Principal, Role};
+use crate::events::{Event, Scope};
+use crate::store::endpoints;
+
+/// How often the server pings; a client that answered none of the last
+/// two pings is gone.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// Close codes in the private range: the client should get a new token
+/// (4001) or simply reconnect (1001, the server is going away).
+const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_UNRESPONSIVE: u16 = 4002;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsQuery {
+    /// For browsers, which cannot set headers on a WebSocket request.
+    access_token: Option<String>,
+}
+
+pub async fn connect(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let token = bearer(&headers)
+        .or(q.access_token)
+        .ok_or_else(|| ApiError::unauthorized("missing bearer token or access_token"))?;
+    let (who, expires) = authenticate(&app, token).await?;
+    if let Principal::User { .. } = &who {
+        who.require(Role::Viewer)?;
+    }
+    let upgrade =
+        upgrade.map_err(|r| ApiError::new(r.status(), "websocket_required", r.body_text()))?;
+    let pool = match &who {
+        Principal::Machine { endpoint_id } => {
+            let id = endpoint_id.clone();
+            app.store
+                .run(move |conn| endpoints::get(conn, &id))
+                .await?
+                .pool_id
+        }
+        Principal::User { .. } => None,
+    };
+    Ok(upgrade.on_upgrade(move |socket| session(app, who, pool, expires, socket)))
+}
+
+/// What a session needs to pick its events.
+struct Listener {
+    who: Principal,
+    /// The machine's pool, followed as the machine moves.
+    pool: Option<String>,
+}
+
+impl Listener {
+    /// Whether `e` is for this session; a machine's own `target_changed`
+    /// on a pool move also tells it its new pool.
+    fn wants(&mut self, e: &Event) -> bool {
+        match (&self.who, &e.scope) {
+            (_, Scope::All) => true,
+            (Principal::User { .. }, Scope::Admins | Scope::Pool(_)) => true,
+            (Principal::User { .. }, Scope::Endpoint(_)) => false,
+            (Principal::Machine { .. }, Scope::Admins) => false,
+            (Principal::Machine { .. }, Scope::Pool(p)) => self.pool.as_deref() == Some(p),
+            (Principal::Machine { endpoint_id }, Scope::Endpoint(id)) => {
+                if id != endpoint_id {
+                    return false;
+                }
+                if let Some(p) = e.message.get("pool_id") {
+                    self.pool = p.as_str().map(str::to_owned);
+                }
+                true
+            }
+        }
+    }
+
+    fn hello(&self) -> Value {
+        match &self.who {
+            Principal::Machine { endpoint_id } => {
+                json!({ "type": "hello", "endpoint_id": endpoint_id, "pool_id": self.pool })
+            }
+            Principal::User { name, role, .. } => {
+                json!({ "type": "hello", "user": name, "role": role })
+            }
+        }
+    }
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+async fn session(
+    app: AppState,
+    who: Principal,
+    pool: Option<String>,
+    expires: i64,
+    mut socket: WebSocket,
+) {
+    let mut events = app.store.hub().subscribe();
+    let stop = crate::stopping(app.shutdown.clone());
+    tokio::pin!(stop);
+    let mut listener = Listener { who, pool };
+    let now = crate::store::now_ms() / 1000;
+    let left = Duration::from_secs(u64::try_from(expires.saturating_sub(now)).unwrap_or(0));
+    let expiry = tokio::time::sleep(left);
+    tokio::pin!(expiry);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut unanswered = 0u32;
+    if socket
+        .send(Message::Text(listener.hello().to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let outgoing = tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) if listener.wants(&e) => Message::Text(e.message.to_string().into()),
+                Ok(_) => continue,
+                // Fell behind: what was missed is gone, so the client
+                // reloads what it shows.
+                Err(RecvError::Lagged(_)) => Message::Text(json!({ "type": "resync" }).to_string().into()),
+                Err(RecvError::Closed) => close(CLOSE_GOING_AWAY, "server shutting down"),
+            },
+            m = socket.recv() => match m {
+                Some(Ok(Message::Pong(_))) => { unanswered = 0; continue; }
+                // Pings are answered by the WebSocket layer; anything else
+                // a client says is ignored.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+            _ = ping.tick() => {
+                if unanswered >= 2 {
+                    close(CLOSE_UNRESPONSIVE, "no answer to pings")
+                } else {
+                    unanswered += 1;
+                    Message::Ping(axum::body::Bytes::new())
+                }
+            }
+            () = &mut expiry => close(CLOSE_TOKEN_EXPIRED, "token expired; reconnect with a new one"),
+            () = &mut stop => close(CLOSE_GOING_AWAY, "server shutting down"),
+        };
+        let closing = matches!(outgoing, Message::Close(_));
+        if socket.send(outgoing).await.is_err() || closing {
+            return;
+        }
+    }
+}

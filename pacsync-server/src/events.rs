@@ -1,0 +1,162 @@
+//! Change notifications for the WebSocket channel.
+//!
+//! Store functions [`emit`] events while they write; the events of a write
+//! transaction are kept aside and leave only when it commits, so a client is
+//! never told of a change that was rolled back. On SQLite (one process) they
+//! go straight to the in-process [`Hub`]; on PostgreSQL they are sent with
+//! `pg_notify` inside the transaction (PostgreSQL delivers them at commit)
+//! and every replica's listener ([`crate::pglisten`]) feeds its own hub, so a
+//! change made through one replica reaches sockets held by any other.
+
+use std::cell::RefCell;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// The PostgreSQL channel the replicas talk on.
+pub const PG_CHANNEL: &str = "pacsync_events";
+/// `pg_notify` payloads must stay under 8000 bytes.
+const PG_PAYLOAD_MAX: usize = 7000;
+/// Events a slow socket may fall behind before it is told to resync.
+const HUB_CAPACITY: usize = 4096;
+
+/// Who an event is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Scope {
+    /// The machines of a pool (and admin clients).
+    Pool(String),
+    /// One machine.
+    Endpoint(String),
+    /// Admin clients only.
+    Admins,
+    /// Everyone connected.
+    All,
+}
+
+/// One notification: the JSON message sockets receive (`{"type": …}`) and
+/// who receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub scope: Scope,
+    pub message: Value,
+}
+
+/// The in-process fan-out to WebSocket sessions.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            tx: broadcast::channel(HUB_CAPACITY).0,
+        }
+    }
+}
+
+impl Hub {
+    pub fn publish(&self, event: Event) {
+        // No receiver is the usual case between sockets, not an error.
+        let _ = self.tx.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}
+
+thread_local! {
+    /// The events of the write transaction running on this thread; `None`
+    /// outside one. Store calls run on a blocking thread each, one
+    /// transaction at a time, so a thread-local is exactly per transaction.
+    static PENDING: RefCell<Option<Vec<Event>>> = const { RefCell::new(None) };
+}
+
+/// Records an event of the current write transaction (dropped outside one).
+pub fn emit(scope: Scope, message: Value) {
+    PENDING.with(|p| {
+        if let Some(events) = p.borrow_mut().as_mut() {
+            events.push(Event { scope, message });
+        }
+    });
+}
+
+/// Starts collecting this thread's events.
+pub(crate) fn begin() {
+    PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
+}
+
+/// Stops collecting and returns what was emitted since [`begin`].
+pub(crate) fn take() -> Vec<Event> {
+    PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default()
+}
+
+/// A copy of what was emitted so far in this transaction.
+pub(crate) fn pending() -> Vec<Event> {
+    PENDING.with(|p| p.borrow().clone()).unwrap_or_default()
+}
+
+/// Events as `pg_notify` payloads: JSON arrays, each under the size limit.
+pub fn pg_payloads(events: &[Event]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for e in events {
+        let Ok(text) = serde_json::to_string(e) else {
+            continue;
+        };
+        if !current.is_empty() && current.len() + text.len() + 2 > PG_PAYLOAD_MAX {
+            current.push(']');
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(if current.is_empty() { '[' } else { ',' });
+        current.push_str(&text);
+    }
+    if !current.is_empty() {
+        current.push(']');
+        out.push(current);
+    }
+    out
+}
+
+/// The events of one `pg_notify` payload.
+pub fn parse_payload(payload: &str) -> Vec<Event> {
+    serde_json::from_str(payload).unwrap_or_else(|e| {
+        tracing::warn!("unreadable notification payload: {e}");
+        Vec::new()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn payloads_split_under_the_limit_and_read_back() {
+        let events: Vec<Event> = (0..500)
+            .map(|i| Event {
+                scope: Scope::Endpoint(format!("e{i}")),
+                message: json!({ "type": "endpoint_status", "status": "behind", "n": i }),
+            })
+            .collect();
+        let payloads = pg_payloads(&events);
+        assert!(payloads.len() > 1);
+        assert!(payloads.iter().all(|p| p.len() < 8000));
+        let back: Vec<Event> = payloads.iter().flat_map(|p| parse_payload(p)).collect();
+        assert_eq!(back, events);
+    }
+
+    #[test]
+    fn only_collected_inside_a_transaction() {
+        emit(Scope::Admins, json!({}));
+        begin();
+        emit(Scope::All, json!({ "type": "resync" }));
+        let got = take();
+        assert_eq!(got.len(), 1);
+        emit(Scope::Admins, json!({}));
+        assert!(take().is_empty());
+    }
+}
