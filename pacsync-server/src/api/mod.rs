@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
@@ -44,58 +45,118 @@ pub struct AppState {
     pub alive: tokio::sync::mpsc::Sender<()>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// Every route: path, method, handler. The router is built from this
+/// table and a test holds it against `openapi.json`, so neither can gain a
+/// route the other lacks.
+pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
     use endpoints as e;
     use operations as o;
     use pools as p;
-    Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics::render))
-        .route("/api/auth/login", post(auth::login))
-        .route("/api/auth/refresh", post(auth::refresh))
-        .route("/api/users", get(auth::list_users).post(auth::create_user))
-        .route(
+    vec![
+        ("/health/live", Method::GET, get(live)),
+        ("/health/ready", Method::GET, get(ready)),
+        ("/metrics", Method::GET, get(metrics::render)),
+        ("/api/openapi.json", Method::GET, get(openapi)),
+        ("/api/ws", Method::GET, get(ws::connect)),
+        ("/api/auth/login", Method::POST, post(auth::login)),
+        ("/api/auth/refresh", Method::POST, post(auth::refresh)),
+        ("/api/users", Method::GET, get(auth::list_users)),
+        ("/api/users", Method::POST, post(auth::create_user)),
+        (
             "/api/enrollment-tokens",
-            get(auth::list_enrollments).post(auth::create_enrollment),
-        )
-        .route(
+            Method::GET,
+            get(auth::list_enrollments),
+        ),
+        (
+            "/api/enrollment-tokens",
+            Method::POST,
+            post(auth::create_enrollment),
+        ),
+        (
             "/api/enrollment-tokens/{id}",
-            axum::routing::delete(auth::revoke_enrollment),
-        )
-        .route("/api/audit", get(auth::audit))
-        .route("/api/pools", get(p::list).post(p::create))
-        .route(
-            "/api/pools/{id}",
-            get(p::get).patch(p::update).delete(p::delete),
-        )
-        .route("/api/pools/{id}/targets", get(p::targets))
-        .route("/api/pools/{id}/targets/{target_id}", get(p::target))
-        .route("/api/pools/{id}/rollback", post(p::rollback))
-        .route("/api/pools/{id}/operations", get(o::list_for_pool))
-        .route("/api/endpoints", get(e::list))
-        .route("/api/endpoints/register", post(auth::register))
-        .route(
-            "/api/endpoints/{id}",
-            get(e::get).patch(e::update).delete(e::delete),
-        )
-        .route(
+            Method::DELETE,
+            delete(auth::revoke_enrollment),
+        ),
+        ("/api/audit", Method::GET, get(auth::audit)),
+        ("/api/pools", Method::GET, get(p::list)),
+        ("/api/pools", Method::POST, post(p::create)),
+        ("/api/pools/{id}", Method::GET, get(p::get)),
+        ("/api/pools/{id}", Method::PATCH, patch(p::update)),
+        ("/api/pools/{id}", Method::DELETE, delete(p::delete)),
+        ("/api/pools/{id}/targets", Method::GET, get(p::targets)),
+        (
+            "/api/pools/{id}/targets/{target_id}",
+            Method::GET,
+            get(p::target),
+        ),
+        ("/api/pools/{id}/rollback", Method::POST, post(p::rollback)),
+        (
+            "/api/pools/{id}/operations",
+            Method::GET,
+            get(o::list_for_pool),
+        ),
+        ("/api/endpoints", Method::GET, get(e::list)),
+        (
+            "/api/endpoints/register",
+            Method::POST,
+            post(auth::register),
+        ),
+        ("/api/endpoints/{id}", Method::GET, get(e::get)),
+        ("/api/endpoints/{id}", Method::PATCH, patch(e::update)),
+        ("/api/endpoints/{id}", Method::DELETE, delete(e::delete)),
+        (
             "/api/endpoints/{id}/state",
-            put(e::report_state)
-                .get(e::current_state)
-                .layer(DefaultBodyLimit::max(STATE_BODY_LIMIT)),
-        )
-        .route("/api/endpoints/{id}/states", get(e::state_history))
-        .route("/api/endpoints/{id}/plan", get(e::plan))
-        .route("/api/endpoints/{id}/target", get(e::target))
-        .route("/api/endpoints/{id}/set-latest", post(o::set_latest))
-        .route("/api/endpoints/{id}/sync", post(o::sync))
-        .route("/api/endpoints/{id}/revert", post(o::revert))
-        .route("/api/endpoints/{id}/operations", get(o::list_for_endpoint))
-        .route("/api/operations/{id}", get(o::get))
-        .route("/api/operations/{id}/cancel", post(o::cancel))
-        .route("/api/operations/{id}/progress", post(o::progress))
-        .route("/api/ws", get(ws::connect))
+            Method::PUT,
+            put(e::report_state).layer(DefaultBodyLimit::max(STATE_BODY_LIMIT)),
+        ),
+        (
+            "/api/endpoints/{id}/state",
+            Method::GET,
+            get(e::current_state),
+        ),
+        (
+            "/api/endpoints/{id}/states",
+            Method::GET,
+            get(e::state_history),
+        ),
+        ("/api/endpoints/{id}/plan", Method::GET, get(e::plan)),
+        ("/api/endpoints/{id}/target", Method::GET, get(e::target)),
+        (
+            "/api/endpoints/{id}/set-latest",
+            Method::POST,
+            post(o::set_latest),
+        ),
+        ("/api/endpoints/{id}/sync", Method::POST, post(o::sync)),
+        ("/api/endpoints/{id}/revert", Method::POST, post(o::revert)),
+        (
+            "/api/endpoints/{id}/operations",
+            Method::GET,
+            get(o::list_for_endpoint),
+        ),
+        ("/api/operations/{id}", Method::GET, get(o::get)),
+        ("/api/operations/{id}/cancel", Method::POST, post(o::cancel)),
+        (
+            "/api/operations/{id}/progress",
+            Method::POST,
+            post(o::progress),
+        ),
+    ]
+}
+
+pub fn router(state: AppState) -> Router {
+    // One MethodRouter per path, merged from the table's rows.
+    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for (path, _, handler) in routes() {
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
+            None => by_path.push((path, handler)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -108,6 +169,17 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .with_state(state)
+}
+
+/// The machine-readable description of every route (OpenAPI 3.1).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -6,6 +6,7 @@ mod bad_input;
 mod concurrency;
 mod flow;
 mod harness;
+mod openapi;
 mod operations;
 mod pg;
 mod push;
