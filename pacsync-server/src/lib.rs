@@ -93,6 +93,7 @@ impl Server {
                 keys: Arc::new(auth::Keys::new(&secret)),
                 metrics: Arc::default(),
                 limiter: Arc::new(RateLimiter::new(settings.api_rate_limit)),
+                analysis: settings.enable_repository_analysis,
                 shutdown,
                 alive,
             },
@@ -123,6 +124,7 @@ impl Server {
             listener_task,
         } = self;
         let sweeper = tokio::spawn(sweep_offline(state.store.clone()));
+        tokio::spawn(settle_analysis(state.store.clone(), state.analysis));
         let router = api::router(state);
         let mut http = hyper::server::conn::http1::Builder::new();
         // Slow clients cannot hold a connection open forever by trickling headers.
@@ -230,6 +232,36 @@ pub async fn launch(
         .await?
         .serve(listener, shutdown)
         .await
+}
+
+/// Brings every pool's analysis exclusions in line with the setting at
+/// start: recomputed when analysis is on (repositories or targets may have
+/// changed while it was off), dropped when it is off.
+async fn settle_analysis(store: Store, enabled: bool) {
+    let result = store
+        .write(move |conn| {
+            let pools: Vec<String> = if enabled {
+                use diesel::prelude::*;
+                store::schema::pools::table
+                    .select(store::schema::pools::id)
+                    .load(conn)?
+            } else {
+                store::repos::clear_all(conn)?
+            };
+            for p in &pools {
+                if enabled {
+                    store::repos::after_change(conn, p)?;
+                } else {
+                    store::status::recompute_pool(conn, p)?;
+                    store::pools::announce_policy(p);
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!("settling repository analysis failed: {e}");
+    }
 }
 
 async fn sweep_offline(store: Store) {

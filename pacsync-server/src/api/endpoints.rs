@@ -117,7 +117,7 @@ pub async fn update(
     let actor = who.actor();
     let (row, pool) = app
         .store
-        .write(move |conn| endpoints::update(conn, &id, patch, &actor))
+        .write(move |conn| endpoints::update(conn, &id, patch, &actor, app.analysis))
         .await?;
     Ok(Json(endpoint_json(&row, pool.as_deref())))
 }
@@ -131,7 +131,7 @@ pub async fn delete(
     who.require(Role::Admin)?;
     let actor = who.actor();
     app.store
-        .write(move |conn| endpoints::delete(conn, &id, &actor))
+        .write(move |conn| endpoints::delete(conn, &id, &actor, app.analysis))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod operations;
 pub mod pools;
 pub mod principal;
+pub mod repos;
 pub mod ws;
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<RateLimiter>,
+    /// `ENABLE_REPOSITORY_ANALYSIS`: analysis exclusions join pool policies.
+    pub analysis: bool,
     /// Turns true when the server shuts down; WebSocket sessions close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Held by every clone, so the server knows when the last connection
@@ -139,6 +142,17 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             "/api/operations/{id}/progress",
             Method::POST,
             post(o::progress),
+        ),
+        (
+            "/api/repositories",
+            Method::PUT,
+            put(repos::report).layer(DefaultBodyLimit::max(STATE_BODY_LIMIT)),
+        ),
+        ("/api/repositories", Method::GET, get(repos::list)),
+        (
+            "/api/repositories/analyze",
+            Method::GET,
+            get(repos::analyze),
         ),
     ]
 }

@@ -61,7 +61,9 @@ pub async fn set_latest(
     let actor = who.actor();
     let row = app
         .store
-        .write(move |conn| operations::set_latest(conn, &id, expected, comment, &actor))
+        .write(move |conn| {
+            operations::set_latest(conn, &id, expected, comment, &actor, app.analysis)
+        })
         .await?;
     Ok(Json(target_json(&row)))
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use pacsync_core::analysis::Overrides;
 use pacsync_core::exclusion::Pattern;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,6 +29,8 @@ pub fn pool_json(p: &PoolRow) -> Value {
         "auto_sync": p.auto_sync,
         "offline_grace_secs": p.offline_grace_secs,
         "exclusions": serde_json::from_str::<Value>(&p.exclusions).unwrap_or(Value::Null),
+        "repository_overrides": serde_json::from_str::<Value>(&p.repo_overrides).unwrap_or(Value::Null),
+        "analysis_excluded": serde_json::from_str::<Value>(&p.analysis_excluded).unwrap_or(Value::Null),
         "current_target_id": p.current_target_id,
         "created_at": rfc3339(p.created_at),
         "updated_at": rfc3339(p.updated_at),
@@ -58,6 +61,17 @@ pub struct PoolBody {
     auto_sync: Option<bool>,
     offline_grace_secs: Option<i64>,
     exclusions: Option<Vec<String>>,
+    repository_overrides: Option<OverridesBody>,
+}
+
+/// Admins' decisions over the repository analysis, by package name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverridesBody {
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
 }
 
 impl PoolBody {
@@ -89,6 +103,32 @@ impl PoolBody {
         for p in &exclusions {
             Pattern::new(p).map_err(|e| invalid("exclusions", e.to_string()))?;
         }
+        let overrides = match self.repository_overrides {
+            None => base.overrides,
+            Some(o) => {
+                if o.include.len() + o.exclude.len() > MAX_EXCLUSIONS * 10 {
+                    return Err(invalid(
+                        "repository_overrides",
+                        "too many override names".into(),
+                    ));
+                }
+                for n in o.include.iter().chain(&o.exclude) {
+                    if n.is_empty()
+                        || n.len() > 256
+                        || n.chars().any(|c| c.is_control() || c.is_whitespace())
+                    {
+                        return Err(invalid(
+                            "repository_overrides",
+                            format!("{n:?} is not a package name"),
+                        ));
+                    }
+                }
+                Overrides {
+                    include: o.include.into_iter().collect(),
+                    exclude: o.exclude.into_iter().collect(),
+                }
+            }
+        };
         Ok(PoolSpec {
             name,
             description: check_text(
@@ -100,6 +140,7 @@ impl PoolBody {
             auto_sync: self.auto_sync.unwrap_or(base.auto_sync),
             offline_grace_secs: grace,
             exclusions,
+            overrides,
         })
     }
 }
@@ -125,6 +166,7 @@ pub async fn create(
         auto_sync: false,
         offline_grace_secs: DEFAULT_GRACE_SECS,
         exclusions: Vec::new(),
+        overrides: Overrides::default(),
     })?;
     let actor = who.actor();
     let row = app
@@ -185,12 +227,13 @@ pub async fn update(
                 offline_grace_secs: current.offline_grace_secs,
                 exclusions: serde_json::from_str(&current.exclusions)
                     .map_err(anyhow::Error::from)?,
+                overrides: crate::store::repos::overrides_of(&current)?,
             };
             let spec = body.apply(base).map_err(|e| StoreError::Invalid {
                 code: e.code,
                 message: e.message,
             })?;
-            pools::update(conn, &id, spec, &actor)
+            pools::update(conn, &id, spec, &actor, app.analysis)
         })
         .await?;
     Ok(Json(pool_json(&row)))
@@ -279,6 +322,7 @@ pub async fn rollback(
         .expected_target
         .map_or(Expected::Current, Expected::Target);
     let target_id = body.target_id;
+    let analysis = app.analysis;
     let row = app
         .store
         .write(move |conn| {
@@ -298,6 +342,7 @@ pub async fn rollback(
                     from_endpoint_name: None,
                     comment,
                 },
+                analysis,
             )
         })
         .await?;

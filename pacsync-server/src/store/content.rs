@@ -15,12 +15,12 @@ use super::{DbConnection, StoreError, StoreResult, now_ms, on_each_backend};
 /// time, which matters on the report path.
 const ZSTD_LEVEL: i32 = 3;
 
-fn compress<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+pub(crate) fn compress<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     let json = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
     Ok(zstd::encode_all(&json[..], ZSTD_LEVEL).map_err(anyhow::Error::from)?)
 }
 
-fn decompress<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
+pub(crate) fn decompress<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
     let json = zstd::decode_all(bytes)
         .map_err(|e| StoreError::Other(anyhow::anyhow!("stored {what} unreadable: {e}")))?;
     serde_json::from_slice(&json)

@@ -121,6 +121,7 @@ pub fn update(
     id: &str,
     patch: EndpointPatch,
     actor: &str,
+    analysis: bool,
 ) -> StoreResult<NamedEndpoint> {
     let ep = get(conn, id)?;
     if let Some(Some(pool)) = &patch.pool_id {
@@ -135,9 +136,9 @@ pub fn update(
             ));
         }
     }
-    let name = patch.name.clone().unwrap_or(ep.name);
+    let name = patch.name.clone().unwrap_or(ep.name.clone());
     let moved = patch.pool_id.as_ref().is_some_and(|p| *p != ep.pool_id);
-    let pool_id = patch.pool_id.clone().unwrap_or(ep.pool_id);
+    let pool_id = patch.pool_id.clone().unwrap_or(ep.pool_id.clone());
     diesel::update(endpoints::table.find(id))
         .set((
             endpoints::name.eq(&name),
@@ -148,6 +149,15 @@ pub fn update(
     status::recompute_endpoint(conn, id)?;
     if moved {
         super::pools::announce_moved(id, pool_id.as_deref());
+        // A member's repositories count in its pool's analysis.
+        if analysis {
+            for p in [ep.pool_id.as_deref(), pool_id.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                super::repos::after_change(conn, p)?;
+            }
+        }
     }
     audit::record(
         conn,
@@ -159,9 +169,12 @@ pub fn update(
     get_named(conn, id)
 }
 
-pub fn delete(conn: &mut DbConnection, id: &str, actor: &str) -> StoreResult<()> {
+pub fn delete(conn: &mut DbConnection, id: &str, actor: &str, analysis: bool) -> StoreResult<()> {
     let ep = get(conn, id)?;
     diesel::delete(endpoints::table.find(id)).execute(conn)?;
+    if analysis && let Some(p) = &ep.pool_id {
+        super::repos::after_change(conn, p)?;
+    }
     audit::record(
         conn,
         actor,

@@ -11,6 +11,7 @@ pub mod endpoints;
 pub mod models;
 pub mod operations;
 pub mod pools;
+pub mod repos;
 pub mod schema;
 pub mod status;
 

@@ -29,6 +29,10 @@ pub struct PoolRow {
     pub target_seq: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// JSON `{"include": [...], "exclude": [...]}` over the repository analysis.
+    pub repo_overrides: String,
+    /// JSON array of names the last repository analysis excluded.
+    pub analysis_excluded: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

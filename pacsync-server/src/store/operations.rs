@@ -168,6 +168,7 @@ pub fn set_latest(
     expected: Expected,
     comment: String,
     actor: &str,
+    analysis: bool,
 ) -> StoreResult<PoolTargetRow> {
     let ep: EndpointRow = eps::get(conn, endpoint_id)?;
     let pool_id = ep
@@ -181,9 +182,9 @@ pub fn set_latest(
         return Err(in_progress());
     }
     let pool = pools::get(conn, &pool_id)?;
-    let policy = status::policy_of(&pool)?;
+    let patterns = status::patterns_of(&pool)?;
     let state = content::get_state(conn, &state_hash)?;
-    let target = TargetState::from_state(&state, &policy.exclusions);
+    let target = TargetState::from_state(&state, &patterns);
     let target_hash = content::put_target(conn, &target)?;
     let row = pools::set_target(
         conn,
@@ -197,6 +198,7 @@ pub fn set_latest(
             from_endpoint_name: Some(ep.name.clone()),
             comment,
         },
+        analysis,
     )?;
     let now = now_ms();
     let op = OperationRow {

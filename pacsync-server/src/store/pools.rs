@@ -7,6 +7,7 @@ use super::models::{PoolRow, PoolTargetRow};
 use super::schema::{pool_targets, pools};
 use super::{DbConnection, StoreError, StoreResult, audit, new_id, now_ms, status};
 use crate::events::{self, Scope};
+use pacsync_core::analysis::Overrides;
 
 /// What a pool is made of, as created or replaced by a patch.
 #[derive(Debug, Clone)]
@@ -17,6 +18,7 @@ pub struct PoolSpec {
     pub auto_sync: bool,
     pub offline_grace_secs: i64,
     pub exclusions: Vec<String>,
+    pub overrides: Overrides,
 }
 
 fn name_taken(e: StoreError, name: &str) -> StoreError {
@@ -42,6 +44,8 @@ pub fn create(conn: &mut DbConnection, spec: PoolSpec, actor: &str) -> StoreResu
         target_seq: 0,
         created_at: now,
         updated_at: now,
+        repo_overrides: serde_json::to_string(&spec.overrides).map_err(anyhow::Error::from)?,
+        analysis_excluded: "[]".into(),
     };
     diesel::insert_into(pools::table)
         .values(&row)
@@ -83,9 +87,11 @@ pub fn update(
     id: &str,
     spec: PoolSpec,
     actor: &str,
+    analysis: bool,
 ) -> StoreResult<PoolRow> {
     let before = get(conn, id)?;
     let exclusions = serde_json::to_string(&spec.exclusions).map_err(anyhow::Error::from)?;
+    let overrides = serde_json::to_string(&spec.overrides).map_err(anyhow::Error::from)?;
     diesel::update(pools::table.find(id))
         .set((
             pools::name.eq(&spec.name),
@@ -94,17 +100,21 @@ pub fn update(
             pools::auto_sync.eq(spec.auto_sync),
             pools::offline_grace_secs.eq(spec.offline_grace_secs),
             pools::exclusions.eq(&exclusions),
+            pools::repo_overrides.eq(&overrides),
             pools::updated_at.eq(now_ms()),
         ))
         .execute(conn)
         .map_err(|e| name_taken(e.into(), &spec.name))?;
+    let analysis_moved =
+        analysis && before.repo_overrides != overrides && super::repos::refresh_pool(conn, id)?;
     if before.keep_extras != spec.keep_extras
         || before.exclusions != exclusions
         || before.offline_grace_secs != spec.offline_grace_secs
+        || analysis_moved
     {
         status::recompute_pool(conn, id)?;
     }
-    if before.keep_extras != spec.keep_extras || before.exclusions != exclusions {
+    if before.keep_extras != spec.keep_extras || before.exclusions != exclusions || analysis_moved {
         announce_policy(id);
     }
     audit::record(conn, actor, "pool.update", id, json!({ "name": spec.name }))?;
@@ -209,6 +219,7 @@ pub fn set_target(
     pool_id: &str,
     expected: Expected,
     new: NewTarget,
+    analysis: bool,
 ) -> StoreResult<PoolTargetRow> {
     let pool = get(conn, pool_id)?;
     let expected = match expected {
@@ -269,6 +280,11 @@ pub fn set_target(
             StoreError::Conflict { .. } => conflict(),
             other => other,
         })?;
+    // The analysis runs over the target, so it goes first: the statuses
+    // are then computed once, with the new target's exclusions.
+    if analysis && super::repos::refresh_pool(conn, pool_id)? {
+        announce_policy(pool_id);
+    }
     status::recompute_pool(conn, pool_id)?;
     events::emit(
         Scope::Pool(pool_id.to_owned()),

@@ -24,6 +24,8 @@ diesel::table! {
         target_seq -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        repo_overrides -> Text,
+        analysis_excluded -> Text,
     }
 }
 
@@ -139,7 +141,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    repo_contents (hash) {
+        hash -> Text,
+        name -> Text,
+        package_count -> BigInt,
+        content -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    endpoint_repos (endpoint_id, position) {
+        endpoint_id -> Text,
+        position -> Integer,
+        repo_hash -> Text,
+        reported_at -> BigInt,
+    }
+}
+
 diesel::joinable!(endpoints -> pools (pool_id));
+diesel::joinable!(endpoint_repos -> endpoints (endpoint_id));
+diesel::joinable!(endpoint_repos -> repo_contents (repo_hash));
 diesel::joinable!(pool_targets -> pools (pool_id));
 diesel::joinable!(operations -> endpoints (endpoint_id));
 
@@ -155,4 +178,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     enrollment_tokens,
     refresh_tokens,
+    repo_contents,
+    endpoint_repos,
 );

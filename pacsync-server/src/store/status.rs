@@ -24,11 +24,22 @@ pub struct PoolView {
     pub target: Option<(PoolTargetRow, TargetState)>,
 }
 
-pub fn policy_of(pool: &PoolRow) -> StoreResult<Policy> {
+/// The pool's own glob patterns: what set-latest leaves out of a target.
+pub fn patterns_of(pool: &PoolRow) -> StoreResult<Exclusions> {
     let patterns: Vec<String> = serde_json::from_str(&pool.exclusions)
         .map_err(|e| StoreError::Other(anyhow::anyhow!("pool exclusions unreadable: {e}")))?;
-    let exclusions = Exclusions::from_patterns(patterns.iter().map(String::as_str))
-        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored exclusion invalid: {e}")))?;
+    Exclusions::from_patterns(patterns.iter().map(String::as_str))
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored exclusion invalid: {e}")))
+}
+
+/// The effective policy: the pool's patterns plus the names its repository
+/// analysis excluded. Targets keep analysis-excluded packages (only the
+/// comparison skips them), so a package coming back to every repository
+/// is compared again without a new target.
+pub fn policy_of(pool: &PoolRow) -> StoreResult<Policy> {
+    let mut exclusions = patterns_of(pool)?;
+    exclusions.names = serde_json::from_str(&pool.analysis_excluded)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("analysis exclusions unreadable: {e}")))?;
     Ok(Policy {
         keep_extras: pool.keep_extras,
         exclusions,

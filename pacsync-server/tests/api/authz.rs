@@ -19,6 +19,8 @@ enum Rule {
     OwnOr(Role),
     /// Only the machine itself.
     Own,
+    /// Any machine (acting on itself), no user.
+    AnyMachine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,7 @@ fn allowed(rule: Rule, caller: Caller) -> bool {
         Rule::Admin => role >= Some(Role::Admin),
         Rule::OwnOr(r) => caller == Caller::OwnMachine || role >= Some(r),
         Rule::Own => caller == Caller::OwnMachine,
+        Rule::AnyMachine => matches!(caller, Caller::OwnMachine | Caller::OtherMachine),
     }
 }
 
@@ -277,6 +280,19 @@ async fn authorization_matrix(backend: Backend) {
             Rule::Admin,
         ),
         (Method::GET, "/api/audit".into(), None, Rule::Admin),
+        (
+            Method::PUT,
+            "/api/repositories".into(),
+            Some(json!({ "repositories": [] })),
+            Rule::AnyMachine,
+        ),
+        (Method::GET, "/api/repositories".into(), None, Rule::Viewer),
+        (
+            Method::GET,
+            format!("/api/repositories/analyze?pool={pool}"),
+            None,
+            Rule::Viewer,
+        ),
     ];
     let callers = [
         (Caller::Viewer, viewer.clone()),

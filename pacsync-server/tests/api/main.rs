@@ -10,6 +10,7 @@ mod openapi;
 mod operations;
 mod pg;
 mod push;
+mod repositories;
 mod schema;
 mod serve;
 
