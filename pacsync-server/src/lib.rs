@@ -32,6 +32,8 @@ use crate::store::Store;
 
 /// How long in-flight requests get to finish after shutdown is asked.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often old state history is cleaned up (when configured).
+const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
 /// How often machines past their pool's grace period are marked offline.
 const OFFLINE_SWEEP_EVERY: Duration = Duration::from_secs(30);
 
@@ -46,6 +48,8 @@ pub struct Server {
     drained: mpsc::Receiver<()>,
     /// The PostgreSQL notification listener.
     listener_task: Option<tokio::task::JoinHandle<()>>,
+    /// `AUTO_CLEANUP_OLD_STATES`.
+    cleanup_days: Option<u32>,
 }
 
 impl std::fmt::Debug for Server {
@@ -101,6 +105,7 @@ impl Server {
             stop,
             drained,
             listener_task,
+            cleanup_days: settings.auto_cleanup_old_states,
         })
     }
 
@@ -122,9 +127,12 @@ impl Server {
             stop,
             mut drained,
             listener_task,
+            cleanup_days,
         } = self;
         let sweeper = tokio::spawn(sweep_offline(state.store.clone()));
         tokio::spawn(settle_analysis(state.store.clone(), state.analysis));
+        let cleaner =
+            cleanup_days.map(|days| tokio::spawn(clean_old_states(state.store.clone(), days)));
         let router = api::router(state);
         let mut http = hyper::server::conn::http1::Builder::new();
         // Slow clients cannot hold a connection open forever by trickling headers.
@@ -180,6 +188,9 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: finishing in-flight requests");
         sweeper.abort();
+        if let Some(c) = cleaner {
+            c.abort();
+        }
         let _ = stop.send(true);
         drop(router);
         tokio::select! {
@@ -261,6 +272,29 @@ async fn settle_analysis(store: Store, enabled: bool) {
         .await;
     if let Err(e) = result {
         tracing::warn!("settling repository analysis failed: {e}");
+    }
+}
+
+/// Removes state history older than `days` (and contents nothing needs)
+/// now and then every hour.
+async fn clean_old_states(store: Store, days: u32) {
+    let mut tick = tokio::time::interval(CLEANUP_EVERY);
+    loop {
+        tick.tick().await;
+        let cutoff = store::now_ms() - i64::from(days) * 24 * 3600 * 1000;
+        match store
+            .write(move |conn| store::retention::cleanup(conn, cutoff))
+            .await
+        {
+            Ok(c) => tracing::info!(
+                "cleanup: {} history rows, {} states, {} targets, {} repositories removed",
+                c.history,
+                c.states,
+                c.targets,
+                c.repositories
+            ),
+            Err(e) => tracing::warn!("cleanup of old states failed: {e}"),
+        }
     }
 }
 

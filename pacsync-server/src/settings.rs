@@ -80,7 +80,9 @@ pub struct Settings {
     /// Requests per minute per client address; 0 turns the limit off.
     pub api_rate_limit: u32,
     pub enable_repository_analysis: bool,
-    pub auto_cleanup_old_states: bool,
+    /// `AUTO_CLEANUP_OLD_STATES`: days of state history to keep; `None`
+    /// keeps everything.
+    pub auto_cleanup_old_states: Option<u32>,
     pub tls: Option<TlsSettings>,
 }
 
@@ -94,11 +96,49 @@ struct FileSettings {
     jwt_secret_key: Option<String>,
     api_rate_limit: Option<u32>,
     enable_repository_analysis: Option<bool>,
-    auto_cleanup_old_states: Option<bool>,
+    auto_cleanup_old_states: Option<CleanupSetting>,
     #[serde(default)]
     database: FileDatabase,
     #[serde(default)]
     http: FileHttp,
+}
+
+/// `auto_cleanup_old_states` in the file: `false`, `true` or a number of days.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+enum CleanupSetting {
+    Switch(bool),
+    Days(u32),
+}
+
+/// Days kept when cleanup is switched on without a number.
+pub const DEFAULT_CLEANUP_DAYS: u32 = 90;
+
+impl CleanupSetting {
+    fn days(self) -> anyhow::Result<Option<u32>> {
+        match self {
+            CleanupSetting::Switch(false) | CleanupSetting::Days(0) => Ok(None),
+            CleanupSetting::Switch(true) => Ok(Some(DEFAULT_CLEANUP_DAYS)),
+            CleanupSetting::Days(d) => Ok(Some(d)),
+        }
+    }
+
+    fn parse(v: &str) -> anyhow::Result<CleanupSetting> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(CleanupSetting::Switch(true)),
+            "0" | "false" | "no" | "off" => Ok(CleanupSetting::Switch(false)),
+            d => d
+                .strip_suffix('d')
+                .unwrap_or(d)
+                .parse()
+                .map(CleanupSetting::Days)
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "AUTO_CLEANUP_OLD_STATES must be true, false or a number of days, not {v:?}"
+                    )
+                }),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,9 +235,12 @@ impl Settings {
             None => file.enable_repository_analysis.unwrap_or(true),
         };
         let auto_cleanup_old_states = match env("AUTO_CLEANUP_OLD_STATES") {
-            Some(v) => parse_bool("AUTO_CLEANUP_OLD_STATES", v)?,
-            None => file.auto_cleanup_old_states.unwrap_or(false),
-        };
+            Some(v) => CleanupSetting::parse(&v)?,
+            None => file
+                .auto_cleanup_old_states
+                .unwrap_or(CleanupSetting::Switch(false)),
+        }
+        .days()?;
         let cert = env("TLS_CERT_FILE")
             .map(PathBuf::from)
             .or(file.http.tls_cert);
@@ -312,6 +355,13 @@ mod tests {
         assert!(from(&[("HTTP_PORT", "70000")]).is_err());
         assert!(from(&[("JWT_SECRET_KEY", "short")]).is_err());
         assert!(from(&[("TLS_CERT_FILE", "/c")]).is_err());
+        let days =
+            |v: &str| from(&[("AUTO_CLEANUP_OLD_STATES", v)]).map(|s| s.auto_cleanup_old_states);
+        assert_eq!(days("30").ok(), Some(Some(30)));
+        assert_eq!(days("30d").ok(), Some(Some(30)));
+        assert_eq!(days("true").ok(), Some(Some(DEFAULT_CLEANUP_DAYS)));
+        assert_eq!(days("off").ok(), Some(None));
+        assert!(days("soon").is_err());
     }
 
     #[test]

@@ -213,6 +213,14 @@ pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResul
     if let Some(p) = &ep.pool_id {
         lock_pool_shared(conn, p)?;
     }
+    // Checked again inside the transaction: retention may have removed an
+    // old, unreferenced content since the caller looked.
+    if changed && !super::content::has_state(conn, hash)? {
+        return Err(StoreError::conflict(
+            "state_content_required",
+            "the server does not have this state; send it again with its packages",
+        ));
+    }
     if changed {
         diesel::update(endpoints::table.find(id))
             .set((

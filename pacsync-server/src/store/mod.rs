@@ -12,6 +12,7 @@ pub mod models;
 pub mod operations;
 pub mod pools;
 pub mod repos;
+pub mod retention;
 pub mod schema;
 pub mod status;
 

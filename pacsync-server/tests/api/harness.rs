@@ -20,6 +20,8 @@ pub enum Backend {
 
 pub struct TestServer {
     pub base: String,
+    /// The server's database, for checks the API does not show.
+    pub store: pacsync_server::store::Store,
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -105,6 +107,7 @@ impl TestServer {
             .await
             .expect("users");
         }
+        let store = server.store().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -114,6 +117,7 @@ impl TestServer {
             let _ = rx.await;
         }));
         TestServer {
+            store,
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             shutdown: Some(tx),

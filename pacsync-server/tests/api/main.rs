@@ -11,6 +11,7 @@ mod operations;
 mod pg;
 mod push;
 mod repositories;
+mod retention;
 mod schema;
 mod serve;
 
