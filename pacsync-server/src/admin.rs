@@ -3,8 +3,8 @@
 use anyhow::Context as _;
 
 use crate::auth::{self, Role};
-use crate::store::models::{EnrollmentTokenRow, UserRow};
-use crate::store::{Store, credentials, write_tx};
+use crate::store::models::{ApiTokenRow, EnrollmentTokenRow, UserRow};
+use crate::store::{Store, api_tokens, credentials, write_tx};
 
 /// Actor recorded in the audit log for shell commands.
 pub const SHELL_ACTOR: &str = "shell";
@@ -39,6 +39,24 @@ pub fn enrollment_token(
     let mut conn = store_conn(store)?;
     write_tx(&mut conn, |c| {
         credentials::create_enrollment(c, pool, ttl_secs, SHELL_ACTOR)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Makes an API token; returns its row and the token itself (shown once).
+pub fn api_token(
+    store: &Store,
+    name: &str,
+    role: Role,
+    ttl_secs: Option<i64>,
+) -> anyhow::Result<(ApiTokenRow, String)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().any(char::is_control) {
+        anyhow::bail!("token name must be non-empty without control characters");
+    }
+    let mut conn = store_conn(store)?;
+    write_tx(&mut conn, |c| {
+        api_tokens::create(c, name, role, ttl_secs, SHELL_ACTOR)
     })
     .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -63,6 +63,12 @@ pub enum Principal {
     Machine {
         endpoint_id: String,
     },
+    /// An API token for automation, with the role it was made with.
+    Token {
+        id: String,
+        name: String,
+        role: Role,
+    },
 }
 
 impl Principal {
@@ -71,6 +77,7 @@ impl Principal {
         match self {
             Principal::User { name, .. } => format!("user:{name}"),
             Principal::Machine { endpoint_id } => format!("machine:{endpoint_id}"),
+            Principal::Token { name, .. } => format!("token:{name}"),
         }
     }
 }

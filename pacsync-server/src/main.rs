@@ -50,6 +50,16 @@ enum Admin {
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         expires: std::time::Duration,
     },
+    /// Make an API token for automation; printed once, stored hashed.
+    ApiToken {
+        /// A name to tell it by in listings and the audit log.
+        name: String,
+        #[arg(long, value_parser = parse_role, default_value = "viewer")]
+        role: Role,
+        /// Lifetime, e.g. 90d; without it the token lasts until revoked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -85,6 +95,26 @@ fn main() -> anyhow::Result<()> {
                         "enrollment token {} (expires {}); it is shown only now:",
                         row.id,
                         pacsync_server::api::rfc3339(row.expires_at)
+                    );
+                    println!("{token}");
+                }
+                Admin::ApiToken {
+                    name,
+                    role,
+                    expires,
+                } => {
+                    let ttl = expires
+                        .map(|e| i64::try_from(e.as_secs()).context("--expires too large"))
+                        .transpose()?;
+                    let (row, token) = pacsync_server::admin::api_token(&store, &name, role, ttl)?;
+                    eprintln!(
+                        "API token {} ({}, {}); it is shown only now:",
+                        row.name,
+                        row.role,
+                        row.expires_at.map_or_else(
+                            || "no expiry".to_owned(),
+                            |e| format!("expires {}", pacsync_server::api::rfc3339(e))
+                        )
                     );
                     println!("{token}");
                 }

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::auth::{self, Principal, Role};
 use crate::store::credentials::{self, Refreshed};
-use crate::store::models::EnrollmentTokenRow;
-use crate::store::{audit, endpoints, now_ms};
+use crate::store::models::{ApiTokenRow, EnrollmentTokenRow};
+use crate::store::{api_tokens, audit, endpoints, now_ms};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -290,4 +290,82 @@ pub async fn audit(
         })
         .collect();
     Ok(Json(page_json(items, page, per_page, total)))
+}
+
+fn api_token_json(t: &ApiTokenRow) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "role": t.role,
+        "created_by": t.created_by,
+        "created_at": rfc3339(t.created_at),
+        "expires_at": opt_time(t.expires_at),
+        "revoked_at": opt_time(t.revoked_at),
+        "last_used_at": opt_time(t.last_used_at),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiToken {
+    name: String,
+    role: Role,
+    /// Lifetime in seconds; absent: until revoked.
+    expires_in: Option<i64>,
+}
+
+pub async fn create_api_token(
+    State(app): State<AppState>,
+    who: Principal,
+    Json(body): Json<CreateApiToken>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    who.require(Role::Admin)?;
+    let name = check_name("name", &body.name)?;
+    if body
+        .expires_in
+        .is_some_and(|t| !(60..=10 * 366 * 24 * 3600).contains(&t))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "expires_in must be between 60 seconds and ten years",
+        ));
+    }
+    let actor = who.actor();
+    let (row, token) = app
+        .store
+        .write(move |conn| api_tokens::create(conn, &name, body.role, body.expires_in, &actor))
+        .await?;
+    let mut out = api_token_json(&row);
+    out["token"] = Value::String(token);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+pub async fn list_api_tokens(
+    State(app): State<AppState>,
+    who: Principal,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Admin)?;
+    let rows = app.store.run(api_tokens::list).await?;
+    let n = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    Ok(Json(page_json(
+        rows.iter().map(api_token_json).collect(),
+        1,
+        n.max(1),
+        n,
+    )))
+}
+
+pub async fn revoke_api_token(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    who.require(Role::Admin)?;
+    check_id("API token", &id)?;
+    let actor = who.actor();
+    app.store
+        .write(move |conn| api_tokens::revoke(conn, &id, &actor))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

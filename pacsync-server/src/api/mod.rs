@@ -81,6 +81,17 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             delete(auth::revoke_enrollment),
         ),
         ("/api/audit", Method::GET, get(auth::audit)),
+        ("/api/api-tokens", Method::GET, get(auth::list_api_tokens)),
+        (
+            "/api/api-tokens",
+            Method::POST,
+            post(auth::create_api_token),
+        ),
+        (
+            "/api/api-tokens/{id}",
+            Method::DELETE,
+            delete(auth::revoke_api_token),
+        ),
         ("/api/pools", Method::GET, get(p::list)),
         ("/api/pools", Method::POST, post(p::create)),
         ("/api/pools/{id}", Method::GET, get(p::get)),

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 
 use super::{ApiError, ApiResult, AppState};
 use crate::auth::{Principal, Role};
-use crate::store::{credentials, endpoints};
+use crate::store::{api_tokens, credentials, endpoints};
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
@@ -32,6 +32,29 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
 
 /// Who `token` belongs to, and until when (Unix seconds) it is valid.
 pub async fn authenticate(app: &AppState, token: String) -> ApiResult<(Principal, i64)> {
+    if token.starts_with(api_tokens::PREFIX) {
+        let row = app
+            .store
+            .run(move |conn| api_tokens::authenticate(conn, &token))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("API token unknown, expired or revoked"))?;
+        let role =
+            Role::parse(&row.role).ok_or_else(|| ApiError::internal("stored role unknown"))?;
+        // A token without expiry is good for sessions of up to a year.
+        let exp = row
+            .expires_at
+            .map_or(crate::store::now_ms() / 1000 + 366 * 24 * 3600, |e| {
+                e / 1000
+            });
+        return Ok((
+            Principal::Token {
+                id: row.id,
+                name: row.name,
+                role,
+            },
+            exp,
+        ));
+    }
     let claims = app
         .keys
         .verify(&token)
@@ -68,8 +91,14 @@ impl Principal {
     /// A user with at least `role`; machines never qualify.
     pub fn require(&self, role: Role) -> ApiResult<()> {
         match self {
-            Principal::User { role: have, .. } if *have >= role => Ok(()),
-            Principal::User { .. } => Err(ApiError::forbidden(format!("needs the {role} role"))),
+            Principal::User { role: have, .. } | Principal::Token { role: have, .. }
+                if *have >= role =>
+            {
+                Ok(())
+            }
+            Principal::User { .. } | Principal::Token { .. } => {
+                Err(ApiError::forbidden(format!("needs the {role} role")))
+            }
             Principal::Machine { .. } => Err(ApiError::forbidden("machines may not do this")),
         }
     }
@@ -81,7 +110,7 @@ impl Principal {
             Principal::Machine { .. } => {
                 Err(ApiError::forbidden("a machine may act only on itself"))
             }
-            Principal::User { .. } => self.require(role),
+            Principal::User { .. } | Principal::Token { .. } => self.require(role),
         }
     }
 
@@ -92,7 +121,7 @@ impl Principal {
             Principal::Machine { .. } => {
                 Err(ApiError::forbidden("a machine may act only on itself"))
             }
-            Principal::User { .. } => {
+            Principal::User { .. } | Principal::Token { .. } => {
                 Err(ApiError::forbidden("only the machine itself may do this"))
             }
         }

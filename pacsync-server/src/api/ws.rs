@@ -46,7 +46,7 @@ pub async fn connect(
         .or(q.access_token)
         .ok_or_else(|| ApiError::unauthorized("missing bearer token or access_token"))?;
     let (who, expires) = authenticate(&app, token).await?;
-    if let Principal::User { .. } = &who {
+    if !matches!(who, Principal::Machine { .. }) {
         who.require(Role::Viewer)?;
     }
     let upgrade =
@@ -59,7 +59,7 @@ pub async fn connect(
                 .await?
                 .pool_id
         }
-        Principal::User { .. } => None,
+        Principal::User { .. } | Principal::Token { .. } => None,
     };
     Ok(upgrade.on_upgrade(move |socket| session(app, who, pool, expires, socket)))
 }
@@ -77,8 +77,10 @@ impl Listener {
     fn wants(&mut self, e: &Event) -> bool {
         match (&self.who, &e.scope) {
             (_, Scope::All) => true,
-            (Principal::User { .. }, Scope::Admins | Scope::Pool(_)) => true,
-            (Principal::User { .. }, Scope::Endpoint(_)) => false,
+            (Principal::User { .. } | Principal::Token { .. }, Scope::Admins | Scope::Pool(_)) => {
+                true
+            }
+            (Principal::User { .. } | Principal::Token { .. }, Scope::Endpoint(_)) => false,
             (Principal::Machine { .. }, Scope::Admins) => false,
             (Principal::Machine { .. }, Scope::Pool(p)) => self.pool.as_deref() == Some(p),
             (Principal::Machine { endpoint_id }, Scope::Endpoint(id)) => {
@@ -100,6 +102,9 @@ impl Listener {
             }
             Principal::User { name, role, .. } => {
                 json!({ "type": "hello", "user": name, "role": role })
+            }
+            Principal::Token { name, role, .. } => {
+                json!({ "type": "hello", "token": name, "role": role })
             }
         }
     }

@@ -4,6 +4,7 @@
 //! diesel is synchronous, so every use goes through [`Store::run`], which
 //! takes a pooled connection on the blocking thread pool.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod content;
 pub mod credentials;

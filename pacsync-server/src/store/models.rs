@@ -118,6 +118,20 @@ pub struct EnrollmentTokenRow {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_tokens)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub name: String,
+    pub token_hash: String,
+    pub role: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
 pub struct RefreshTokenRow {
     pub id: String,

@@ -160,6 +160,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        name -> Text,
+        token_hash -> Text,
+        role -> Text,
+        created_by -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(endpoints -> pools (pool_id));
 diesel::joinable!(endpoint_repos -> endpoints (endpoint_id));
 diesel::joinable!(endpoint_repos -> repo_contents (repo_hash));
@@ -180,4 +194,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     repo_contents,
     endpoint_repos,
+    api_tokens,
 );

@@ -1,6 +1,7 @@
 //! The server launched in-process on 127.0.0.1:0, driven over real HTTP,
 //! on SQLite and on a throwaway PostgreSQL.
 
+mod api_tokens;
 mod authz;
 mod bad_input;
 mod concurrency;
