@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod events;
+pub mod healthcheck;
 pub mod logging;
 pub mod metrics;
 mod pglisten;

@@ -27,6 +27,9 @@ enum Command {
     Serve,
     /// Run pending database migrations and exit.
     Migrate,
+    /// Exit 0 if the local server answers /health/ready, else 1 (for
+    /// container health checks; reads the same configuration as `serve`).
+    Healthcheck,
     /// Admin chores.
     #[command(subcommand)]
     Admin(Admin),
@@ -69,8 +72,23 @@ fn parse_role(s: &str) -> Result<Role, String> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
+    if let Some(Command::Healthcheck) = cli.command {
+        // No logging setup: the exit code and one line are the answer.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        return match runtime.block_on(pacsync_server::healthcheck::check(&settings)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                eprintln!("unhealthy: {e:#}");
+                std::process::exit(1);
+            }
+        };
+    }
     pacsync_server::logging::init(&settings.log_level);
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Healthcheck => Ok(()),
         Command::Serve => serve(settings),
         Command::Migrate => {
             let store = Store::open(&settings.database)?;

@@ -9,6 +9,7 @@ mod flow;
 mod harness;
 mod openapi;
 mod operations;
+mod packaging;
 mod pg;
 mod push;
 mod repositories;
