@@ -5,6 +5,7 @@ mod api_tokens;
 mod authz;
 mod bad_input;
 mod concurrency;
+mod durability;
 mod flow;
 mod harness;
 mod openapi;
