@@ -222,3 +222,175 @@ fn decompressed_size_is_capped() {
         "database decompresses to more than 1000 bytes"
     );
 }
+
+/// Enough packages for many batches (a batch ends past 64 KiB of text):
+/// `n` packages, each a `desc` padded to about 1 KiB, in reverse name order.
+fn many(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .rev()
+        .map(|i| {
+            let name = format!("pkg{i:04}");
+            let desc = format!("{}%DESC%\n{}\n\n", desc(&name, "1-1"), "x".repeat(1000));
+            (format!("{name}-1-1/desc"), desc)
+        })
+        .collect()
+}
+
+fn tar_of(files: &[(String, String)]) -> Vec<u8> {
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_bytes()))
+        .collect();
+    tar(&files)
+}
+
+#[test]
+fn large_databases_are_read_whole_and_sorted() {
+    let files = many(500);
+    let entries = parse_sync_db(&gzip(&tar_of(&files))).expect("valid database");
+    let names: Vec<_> = entries.iter().map(|e| e.name.clone()).collect();
+    let expected: Vec<_> = (0..500).map(|i| format!("pkg{i:04}")).collect();
+    assert_eq!(names, expected);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.desc.as_ref().is_some_and(|d| d.len() == 1000))
+    );
+}
+
+#[test]
+fn large_databases_report_the_first_error_in_archive_order() {
+    let mut files = many(400);
+    // A bad file late in the archive, then a bad path after it.
+    files[300].1.push_str("%CSIZE%\nlarge\n\n");
+    files.push(("../escape".into(), "x".into()));
+    let err = error_of(&files);
+    assert!(
+        err.starts_with("entry pkg0099-1-1/desc: line 14: %CSIZE%"),
+        "{err}"
+    );
+    files[300].1 = desc("pkg0099", "1-1");
+    assert_eq!(
+        error_of(&files),
+        r#"entry "../escape": absolute or `..` path"#
+    );
+    files.pop();
+    // A package without desc, and the same package twice, far apart.
+    files[350] = ("pkg0049-1-1/depends".into(), "%DEPENDS%\na\n\n".into());
+    files.push(("pkg0399-2-1/desc".into(), desc("pkg0399", "2-1")));
+    assert_eq!(error_of(&files), "entry pkg0049-1-1/: no desc file");
+    files[350] = ("pkg0049-1-1/desc".into(), desc("pkg0049", "1-1"));
+    assert_eq!(error_of(&files), "package pkg0399 appears twice");
+}
+
+fn error_of(files: &[(String, String)]) -> String {
+    parse_sync_db(&gzip(&tar_of(files)))
+        .expect_err("a bad database")
+        .to_string()
+}
+
+/// Archives as other tar writers make them: GNU long names, ustar path
+/// prefixes, pax headers, a base-256 size.
+#[test]
+fn long_names_and_extension_headers() {
+    let long = format!("{}-bindings", "x".repeat(100));
+    let long_desc = desc(&long, "1-1");
+    let short = desc("b", "1-1");
+    let mut builder = tar::Builder::new(Vec::new());
+    // GNU: the name goes into an `L` member before the header.
+    let mut header = tar::Header::new_gnu();
+    header.set_size(long_desc.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(
+            &mut header,
+            format!("{long}-1-1/desc"),
+            long_desc.as_bytes(),
+        )
+        .expect("append");
+    // ustar: a path over 100 bytes splits into prefix and name.
+    let prefixed = format!("{}-2-1", "y".repeat(90));
+    let prefixed_desc = desc(&prefixed[..90], "2-1");
+    let mut header = tar::Header::new_ustar();
+    header
+        .set_path(format!("{prefixed}/desc"))
+        .expect("path fits");
+    header.set_size(prefixed_desc.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append(&header, prefixed_desc.as_bytes())
+        .expect("append");
+    // pax: `path` overrides the header's name.
+    builder
+        .append_pax_extensions([("path", b"b-1-1/desc".as_slice())])
+        .expect("append");
+    let mut header = tar::Header::new_ustar();
+    header.set_path("ignored-1-1/desc").expect("path fits");
+    header.set_size(short.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder.append(&header, short.as_bytes()).expect("append");
+    let mut archive = builder.into_inner().expect("finish");
+    let entries = parse_sync_db(&gzip(&archive)).expect("valid database");
+    let names: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["b", &long, &prefixed[..90]]);
+
+    // The same sizes in base-256 read the same.
+    let mut offset = 0;
+    while offset + 512 <= archive.len() && archive[offset] != 0 {
+        let header = tar::Header::from_byte_slice(&archive[offset..offset + 512]);
+        let size = header.entry_size().expect("size");
+        let block = &mut archive[offset..offset + 512];
+        block[124..136].fill(0);
+        block[124] = 0x80;
+        block[128..136].copy_from_slice(&size.to_be_bytes());
+        let mut header = tar::Header::from_byte_slice(block).clone();
+        header.set_cksum();
+        archive[offset..offset + 512].copy_from_slice(header.as_bytes());
+        offset += 512 + usize::try_from(size.next_multiple_of(512)).expect("small");
+    }
+    assert_eq!(
+        parse_sync_db(&gzip(&archive)).expect("base-256 sizes"),
+        entries
+    );
+
+    // A damaged header is an error, named after the entry before it.
+    let mut damaged = tar(&[
+        ("a-1-1/desc", desc("a", "1-1").as_bytes()),
+        ("b-1-1/desc", short.as_bytes()),
+    ]);
+    damaged[1024] ^= 1;
+    let err = parse_sync_db(&gzip(&damaged)).expect_err("bad checksum");
+    assert_eq!(
+        err.to_string(),
+        "corrupt gzip data after entry a-1-1/desc: archive header checksum mismatch"
+    );
+    // An extension header describing nothing.
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_pax_extensions([("path", b"a-1-1/desc".as_slice())])
+        .expect("append");
+    let dangling = builder.into_inner().expect("finish");
+    let err = parse_sync_db(&gzip(&dangling)).expect_err("no member");
+    assert!(err.to_string().ends_with("no future member found"), "{err}");
+}
+
+#[test]
+fn sorting_follows_every_cycle_of_the_permutation() {
+    // A fixed pseudo-random order (an LCG), names sharing long prefixes.
+    let mut state = 7u64;
+    let mut names: Vec<String> = (0..2000)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            format!("python-package-{:05}", state >> 50)
+        })
+        .collect();
+    names.dedup();
+    let mut entries: Vec<SyncEntry> = names.iter().map(|n| SyncEntry::new(n, "1-1")).collect();
+    sort_by_name(&mut entries);
+    let sorted: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let mut expected: Vec<&str> = names.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(sorted, expected);
+}
