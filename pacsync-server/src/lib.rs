@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod settings;
 pub mod store;
 mod tls;
+pub mod uploads;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -90,6 +91,7 @@ impl Server {
             ),
             settings::DatabaseKind::Internal => None,
         };
+        let uploads = uploads::Uploads::start(store.clone(), api::endpoints::store_content);
         let (stop, shutdown) = watch::channel(false);
         let (alive, drained) = mpsc::channel(1);
         Ok(Server {
@@ -99,6 +101,7 @@ impl Server {
                 metrics: Arc::default(),
                 limiter: Arc::new(RateLimiter::new(settings.api_rate_limit)),
                 analysis: settings.enable_repository_analysis,
+                uploads,
                 shutdown,
                 alive,
             },
@@ -138,7 +141,11 @@ impl Server {
         let mut http = hyper::server::conn::http1::Builder::new();
         // Slow clients cannot hold a connection open forever by trickling headers.
         http.timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+            .header_read_timeout(Duration::from_secs(30))
+            // Bodies stream through in chunks; a smaller read buffer than
+            // hyper's ~400 KiB default keeps idle keep-alive connections
+            // that once carried a state report from holding that much.
+            .max_buf_size(64 * 1024);
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {

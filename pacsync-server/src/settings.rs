@@ -62,6 +62,17 @@ pub struct DatabaseSettings {
     pub pool_size: u32,
 }
 
+impl DatabaseSettings {
+    /// Connections the store opens: SQLite always uses 8 (one writer at a
+    /// time; readers beside it in WAL mode).
+    pub fn effective_pool_size(&self) -> u32 {
+        match self.kind {
+            DatabaseKind::Internal => 8,
+            DatabaseKind::Postgresql => self.pool_size,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     pub cert: PathBuf,

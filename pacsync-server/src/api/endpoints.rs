@@ -1,37 +1,73 @@
 //! `/api/endpoints`: machines, their state reports, plan and target.
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use pacsync_core::package::Package;
 use pacsync_core::plan::SyncPlan;
 use pacsync_core::state::{ContentHash, PackageState, TargetState};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
     ApiError, ApiResult, AppState, Json, PageQuery, Path, Query, check_id, check_name,
-    double_option, opt_time, page_json, rfc3339,
+    double_option, page_json, rfc3339,
 };
 use crate::auth::{Principal, Role};
 use crate::store::endpoints::{self, EndpointPatch, ListFilter};
 use crate::store::models::EndpointRow;
 use crate::store::{StoreError, content, operations, status};
 
+/// A machine as the API shows it. A struct rather than `json!` so a list
+/// page serializes straight to bytes: the fleet list is the hottest read.
+#[derive(Debug, Serialize)]
+pub struct EndpointView<'a> {
+    id: &'a str,
+    name: &'a str,
+    pool_id: Option<&'a str>,
+    pool_name: Option<&'a str>,
+    status: &'a str,
+    last_error: Option<&'a str>,
+    state_hash: Option<&'a str>,
+    last_seen_at: Option<String>,
+    state_changed_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> EndpointView<'a> {
+    pub fn new(e: &'a EndpointRow, pool_name: Option<&'a str>) -> Self {
+        EndpointView {
+            id: &e.id,
+            name: &e.name,
+            pool_id: e.pool_id.as_deref(),
+            pool_name,
+            status: &e.status,
+            last_error: e.last_error.as_deref(),
+            state_hash: e.state_hash.as_deref(),
+            last_seen_at: e.last_seen_at.map(rfc3339),
+            state_changed_at: e.state_changed_at.map(rfc3339),
+            created_at: rfc3339(e.created_at),
+            updated_at: rfc3339(e.updated_at),
+        }
+    }
+}
+
 pub fn endpoint_json(e: &EndpointRow, pool_name: Option<&str>) -> Value {
-    json!({
-        "id": e.id,
-        "name": e.name,
-        "pool_id": e.pool_id,
-        "pool_name": pool_name,
-        "status": e.status,
-        "last_error": e.last_error,
-        "state_hash": e.state_hash,
-        "last_seen_at": opt_time(e.last_seen_at),
-        "state_changed_at": opt_time(e.state_changed_at),
-        "created_at": rfc3339(e.created_at),
-        "updated_at": rfc3339(e.updated_at),
-    })
+    serde_json::to_value(EndpointView::new(e, pool_name)).unwrap_or(Value::Null)
+}
+
+/// The list envelope (as [`super::page_json`]) over borrowed items.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    items: Vec<T>,
+    page: i64,
+    per_page: i64,
+    total: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,7 +83,7 @@ pub async fn list(
     State(app): State<AppState>,
     who: Principal,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     who.require(Role::Viewer)?;
     let (page, per_page, offset) = PageQuery::resolve(q.page, q.per_page)?;
     if let Some(s) = &q.status
@@ -66,14 +102,16 @@ pub async fn list(
         .store
         .run(move |conn| endpoints::list(conn, &filter, offset, per_page))
         .await?;
-    Ok(Json(page_json(
-        rows.iter()
-            .map(|(e, pool)| endpoint_json(e, pool.as_deref()))
+    Ok(Json(Page {
+        items: rows
+            .iter()
+            .map(|(e, pool)| EndpointView::new(e, pool.as_deref()))
             .collect(),
         page,
         per_page,
         total,
-    )))
+    })
+    .into_response())
 }
 
 pub async fn get(
@@ -143,64 +181,122 @@ pub struct StateReport {
     packages: Option<Vec<Package>>,
 }
 
+fn body_error(e: &serde_json::Error) -> ApiError {
+    if e.is_data() {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.to_string(),
+        )
+    } else {
+        ApiError::bad_request("malformed_json", e.to_string())
+    }
+}
+
+fn content_required(hash: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "state_content_required",
+        "the server does not have this state; send it again with its packages",
+    )
+    .with_details(json!({ "hash": hash }))
+}
+
+/// Checks and stores a full report's packages; returns their hash. Runs
+/// on an upload worker ([`crate::uploads`]).
+pub fn store_content(
+    conn: &mut crate::store::DbConnection,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let report: StateReport = serde_json::from_slice(body).map_err(|e| body_error(&e))?;
+    let claimed: ContentHash = report.hash.parse().map_err(|_| invalid_hash())?;
+    let state = PackageState::from(report.packages.unwrap_or_default());
+    let actual = state.content_hash();
+    if actual != claimed {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hash_mismatch",
+            "the hash does not match the packages sent",
+        )
+        .with_details(json!({ "expected": actual.to_string() })));
+    }
+    Ok(content::put_state(conn, std::sync::Arc::new(state))?)
+}
+
+fn invalid_hash() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_hash",
+        "hash must be 64 hex digits",
+    )
+}
+
 /// A machine reports its state: the hash alone when the server may know
 /// the content already (204 if it does, 409 `state_content_required` if
 /// not), or hash and packages (the hash must match the content).
+///
+/// The body is taken raw: a full report is a few hundred KiB of JSON,
+/// parsed, hashed and compressed by an upload worker.
 pub async fn report_state(
     State(app): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
-    Json(body): Json<StateReport>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     check_id("endpoint", &id)?;
     who.require_machine(&id)?;
-    let hash: ContentHash = body.hash.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_hash",
-            "hash must be 64 hex digits",
-        )
-    })?;
-    let hash = hash.to_string();
-    let state_id = id.clone();
-    let hash2 = hash.clone();
-    match body.packages {
-        Some(packages) => {
-            let state = PackageState::from(packages);
-            let actual = state.content_hash().to_string();
-            if actual != hash {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "hash_mismatch",
-                    "the hash does not match the packages sent",
-                )
-                .with_details(json!({ "expected": actual })));
-            }
-            // Stored outside the write transaction: compression is the slow
-            // part, and a state nobody points at yet harms no one.
-            app.store
-                .run(move |conn| content::put_state(conn, &state))
-                .await?;
-        }
-        None => {
-            let known = app
-                .store
-                .run(move |conn| content::has_state(conn, &hash2))
-                .await?;
-            if !known {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "state_content_required",
-                    "the server does not have this state; send it again with its packages",
-                )
-                .with_details(json!({ "hash": hash })));
-            }
-        }
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ));
     }
-    let hash3 = hash.clone();
+    let body = body.map_err(|r| {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(r.status(), code, r.body_text())
+    })?;
+    // A hash-only report is a few dozen bytes; anything big carries packages.
+    let hash = if body.len() < 256 {
+        let report: StateReport = serde_json::from_slice(&body).map_err(|e| body_error(&e))?;
+        let hash: ContentHash = report.hash.parse().map_err(|_| invalid_hash())?;
+        match report.packages {
+            None => hash.to_string(),
+            Some(p) => {
+                let state = std::sync::Arc::new(PackageState::from(p));
+                if state.content_hash() != hash {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "hash_mismatch",
+                        "the hash does not match the packages sent",
+                    )
+                    .with_details(json!({ "expected": state.content_hash().to_string() })));
+                }
+                app.store
+                    .run(move |conn| content::put_state(conn, state))
+                    .await?
+            }
+        }
+    } else {
+        app.uploads.store(body).await?
+    };
+    let reported = hash.clone();
     app.store
-        .write(move |conn| endpoints::report_state(conn, &state_id, &hash3))
-        .await?;
+        .write(move |conn| endpoints::report_state(conn, &id, &reported))
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            e if e.code == "state_content_required" => content_required(&hash),
+            e => e,
+        })?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -221,7 +317,7 @@ pub async fn current_state(
             Ok((hash, state))
         })
         .await?;
-    Ok(Json(json!({ "hash": hash, "packages": state })))
+    Ok(Json(json!({ "hash": hash, "packages": &*state })))
 }
 
 pub async fn state_history(
@@ -331,7 +427,7 @@ pub async fn target(
                 "pool_id": pool_id,
                 "target": super::pools::target_json(&row),
                 "policy": view.policy,
-                "packages": target,
+                "packages": &*target,
             }))
         })
         .await?;

@@ -41,6 +41,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// `ENABLE_REPOSITORY_ANALYSIS`: analysis exclusions join pool policies.
     pub analysis: bool,
+    /// The workers that take full state reports.
+    pub uploads: crate::uploads::Uploads,
     /// Turns true when the server shuts down; WebSocket sessions close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Held by every clone, so the server knows when the last connection

@@ -292,7 +292,7 @@ pub async fn target(
         })
         .await?;
     let mut out = target_json(&row);
-    out["packages"] = serde_json::to_value(&content).map_err(anyhow::Error::from)?;
+    out["packages"] = serde_json::to_value(&*content).map_err(anyhow::Error::from)?;
     Ok(Json(out))
 }
 

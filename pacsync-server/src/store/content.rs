@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::schema::{states, target_contents};
-use super::{DbConnection, StoreError, StoreResult, now_ms, on_each_backend};
+use super::{DbConnection, StoreError, StoreResult, cache, now_ms, on_each_backend};
+use std::sync::Arc;
 
 /// zstd level 3: most of the ratio of higher levels at a fraction of the
 /// time, which matters on the report path.
@@ -36,12 +37,15 @@ pub fn has_state(conn: &mut DbConnection, hash: &str) -> StoreResult<bool> {
 }
 
 /// Stores `state` unless its content is already there; returns its hash.
-pub fn put_state(conn: &mut DbConnection, state: &PackageState) -> StoreResult<String> {
+/// The parsed state goes to the cache: the report that sent it needs it
+/// next.
+pub fn put_state(conn: &mut DbConnection, state: Arc<PackageState>) -> StoreResult<String> {
     let hash = state.content_hash().to_string();
+    cache::STATES.insert(hash.clone(), state.clone());
     if has_state(conn, &hash)? {
         return Ok(hash);
     }
-    let content = compress(state)?;
+    let content = compress(&*state)?;
     let row = (
         states::hash.eq(&hash),
         states::package_count.eq(i64::try_from(state.len()).unwrap_or(i64::MAX)),
@@ -56,14 +60,19 @@ pub fn put_state(conn: &mut DbConnection, state: &PackageState) -> StoreResult<S
     Ok(hash)
 }
 
-pub fn get_state(conn: &mut DbConnection, hash: &str) -> StoreResult<PackageState> {
+pub fn get_state(conn: &mut DbConnection, hash: &str) -> StoreResult<Arc<PackageState>> {
+    if let Some(s) = cache::STATES.get(hash) {
+        return Ok(s);
+    }
     let bytes: Vec<u8> = states::table
         .filter(states::hash.eq(hash))
         .select(states::content)
         .first(conn)
         .optional()?
         .ok_or(StoreError::NotFound("state"))?;
-    decompress(&bytes, "state")
+    let state: Arc<PackageState> = Arc::new(decompress(&bytes, "state")?);
+    cache::STATES.insert(hash.to_owned(), state.clone());
+    Ok(state)
 }
 
 /// Stores a target's content unless already there; returns its hash.
@@ -89,12 +98,17 @@ pub fn put_target(conn: &mut DbConnection, target: &TargetState) -> StoreResult<
     Ok(hash)
 }
 
-pub fn get_target(conn: &mut DbConnection, hash: &str) -> StoreResult<TargetState> {
+pub fn get_target(conn: &mut DbConnection, hash: &str) -> StoreResult<Arc<TargetState>> {
+    if let Some(t) = cache::TARGETS.get(hash) {
+        return Ok(t);
+    }
     let bytes: Vec<u8> = target_contents::table
         .filter(target_contents::hash.eq(hash))
         .select(target_contents::content)
         .first(conn)
         .optional()?
         .ok_or(StoreError::NotFound("target"))?;
-    decompress(&bytes, "target")
+    let target: Arc<TargetState> = Arc::new(decompress(&bytes, "target")?);
+    cache::TARGETS.insert(hash.to_owned(), target.clone());
+    Ok(target)
 }

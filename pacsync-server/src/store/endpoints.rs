@@ -41,18 +41,19 @@ pub fn list(
     offset: i64,
     limit: i64,
 ) -> StoreResult<(Vec<NamedEndpoint>, i64)> {
-    let query = || {
-        let mut q = endpoints::table.left_join(pools::table).into_boxed();
-        if let Some(p) = &filter.pool_id {
-            q = q.filter(endpoints::pool_id.eq(p.clone()));
-        }
-        if let Some(s) = &filter.status {
-            q = q.filter(endpoints::status.eq(s.clone()));
-        }
-        q
-    };
-    let total = query().count().get_result(conn)?;
-    let rows = query()
+    // The count needs no join; the page joins pools for their names.
+    let mut count = endpoints::table.into_boxed();
+    let mut page = endpoints::table.left_join(pools::table).into_boxed();
+    if let Some(p) = &filter.pool_id {
+        count = count.filter(endpoints::pool_id.eq(p.clone()));
+        page = page.filter(endpoints::pool_id.eq(p.clone()));
+    }
+    if let Some(s) = &filter.status {
+        count = count.filter(endpoints::status.eq(s.clone()));
+        page = page.filter(endpoints::status.eq(s.clone()));
+    }
+    let total = count.count().get_result(conn)?;
+    let rows = page
         .order((endpoints::name.asc(), endpoints::id.asc()))
         .offset(offset)
         .limit(limit)
@@ -204,6 +205,15 @@ pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResul
     let ep = get(conn, id)?;
     let now = now_ms();
     let changed = ep.state_hash.as_deref() != Some(hash);
+    // A new hash must name a content the server has; checked here, inside
+    // the transaction, so a hash-only report costs one trip to the database
+    // and retention cannot remove the content in between.
+    if changed && !super::content::has_state(conn, hash)? {
+        return Err(StoreError::conflict(
+            "state_content_required",
+            "the server does not have this state; send it again with its packages",
+        ));
+    }
     if !changed && ep.status != "offline" {
         diesel::update(endpoints::table.find(id))
             .set(endpoints::last_seen_at.eq(now))
@@ -212,14 +222,6 @@ pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResul
     }
     if let Some(p) = &ep.pool_id {
         lock_pool_shared(conn, p)?;
-    }
-    // Checked again inside the transaction: retention may have removed an
-    // old, unreferenced content since the caller looked.
-    if changed && !super::content::has_state(conn, hash)? {
-        return Err(StoreError::conflict(
-            "state_content_required",
-            "the server does not have this state; send it again with its packages",
-        ));
     }
     if changed {
         diesel::update(endpoints::table.find(id))

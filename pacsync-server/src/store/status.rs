@@ -2,17 +2,17 @@
 //! state, a target, a pool's policy or an operation changes, in the same
 //! transaction as the change.
 
-use std::collections::HashMap;
-
 use diesel::prelude::*;
 use pacsync_core::exclusion::Exclusions;
 use pacsync_core::plan::{Policy, SyncPlan, plan};
 use pacsync_core::state::{PackageState, TargetState};
-use pacsync_core::status::{EndpointStatus, Situation, drift, endpoint_status};
+use pacsync_core::status::{Drift, EndpointStatus, Situation, drift, endpoint_status};
+use sha2::{Digest as _, Sha256};
+use std::sync::Arc;
 
 use super::models::{EndpointRow, PoolRow, PoolTargetRow};
 use super::schema::{endpoints, operations, pool_targets, pools};
-use super::{DbConnection, StoreError, StoreResult, content, now_ms};
+use super::{DbConnection, StoreError, StoreResult, cache, content, now_ms};
 use crate::events::{self, Scope};
 use serde_json::json;
 
@@ -21,7 +21,10 @@ use serde_json::json;
 pub struct PoolView {
     pub pool: PoolRow,
     pub policy: Policy,
-    pub target: Option<(PoolTargetRow, TargetState)>,
+    pub target: Option<(PoolTargetRow, Arc<TargetState>)>,
+    /// Fingerprint of everything a drift depends on besides the state:
+    /// target content, keep-extras, patterns, analysis names.
+    pub drift_key: String,
 }
 
 /// The pool's own glob patterns: what set-latest leaves out of a target.
@@ -64,11 +67,42 @@ pub fn load_pool(conn: &mut DbConnection, pool_id: &str) -> StoreResult<PoolView
         }
         None => None,
     };
+    let mut h = Sha256::new();
+    for part in [
+        target.as_ref().map_or("", |(r, _)| r.target_hash.as_str()),
+        if pool.keep_extras { "keep" } else { "strict" },
+        &pool.exclusions,
+        &pool.analysis_excluded,
+    ] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
     Ok(PoolView {
         policy: policy_of(&pool)?,
+        drift_key: hex::encode(h.finalize()),
         pool,
         target,
     })
+}
+
+/// How a machine in state `state_hash` differs from the pool's target
+/// (`None` without a target), memoized: machines sharing a state share it.
+pub fn drift_of(
+    conn: &mut DbConnection,
+    view: &PoolView,
+    state_hash: &str,
+) -> StoreResult<Option<Drift>> {
+    let Some((_, target)) = &view.target else {
+        return Ok(None);
+    };
+    let key = format!("{}:{state_hash}", view.drift_key);
+    if let Some(d) = cache::DRIFTS.get(&key) {
+        return Ok(Some(d));
+    }
+    let state = content::get_state(conn, state_hash)?;
+    let d = drift(&plan(&state, target, &view.policy));
+    cache::DRIFTS.insert(key, d);
+    Ok(Some(d))
 }
 
 /// The sync plan of a machine's state against its pool's target.
@@ -93,12 +127,11 @@ pub fn is_online(last_seen: Option<i64>, grace_secs: i64, now: i64) -> bool {
     last_seen.is_some_and(|t| now.saturating_sub(t) <= grace_secs.saturating_mul(1000))
 }
 
-/// The status of one machine; `state` is its current state when loaded.
+/// The status of one machine.
 pub fn compute(
     conn: &mut DbConnection,
     ep: &EndpointRow,
     view: Option<&PoolView>,
-    state: Option<&PackageState>,
 ) -> StoreResult<EndpointStatus> {
     let situation = Situation {
         in_pool: view.is_some(),
@@ -109,8 +142,8 @@ pub fn compute(
         operation_running: has_active_operation(conn, &ep.id)?,
         last_operation_failed: ep.last_error.is_some(),
     };
-    let drift = match (view, state) {
-        (Some(v), Some(s)) => sync_plan(v, s).map(|p| drift(&p)),
+    let drift = match (view, &ep.state_hash) {
+        (Some(v), Some(h)) => drift_of(conn, v, h)?,
         _ => None,
     };
     Ok(endpoint_status(situation, drift))
@@ -159,35 +192,21 @@ pub fn recompute_endpoint(
         Some(p) => Some(load_pool(conn, p)?),
         None => None,
     };
-    let state = match &ep.state_hash {
-        Some(h) if view.as_ref().is_some_and(|v| v.target.is_some()) => {
-            Some(content::get_state(conn, h)?)
-        }
-        _ => None,
-    };
-    let status = compute(conn, &ep, view.as_ref(), state.as_ref())?;
+    let status = compute(conn, &ep, view.as_ref())?;
     store_status(conn, &ep, status)?;
     Ok(status)
 }
 
-/// Recomputes every member of a pool, reading each distinct state once.
+/// Recomputes every member of a pool; members sharing a state share the
+/// work (see [`drift_of`]).
 pub fn recompute_pool(conn: &mut DbConnection, pool_id: &str) -> StoreResult<()> {
     let view = load_pool(conn, pool_id)?;
     let members: Vec<EndpointRow> = endpoints::table
         .filter(endpoints::pool_id.eq(pool_id))
         .select(EndpointRow::as_select())
         .load(conn)?;
-    let mut states: HashMap<String, PackageState> = HashMap::new();
     for ep in &members {
-        if view.target.is_some()
-            && let Some(h) = &ep.state_hash
-            && !states.contains_key(h)
-        {
-            let s = content::get_state(conn, h)?;
-            states.insert(h.clone(), s);
-        }
-        let state = ep.state_hash.as_ref().and_then(|h| states.get(h));
-        let status = compute(conn, ep, Some(&view), state)?;
+        let status = compute(conn, ep, Some(&view))?;
         store_status(conn, ep, status)?;
     }
     Ok(())

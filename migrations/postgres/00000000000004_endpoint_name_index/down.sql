@@ -1,0 +1,1 @@
+DROP INDEX endpoints_name;
