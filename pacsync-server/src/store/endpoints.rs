@@ -41,24 +41,34 @@ pub fn list(
     offset: i64,
     limit: i64,
 ) -> StoreResult<(Vec<NamedEndpoint>, i64)> {
-    // The count needs no join; the page joins pools for their names.
+    // The page's ids first: unfiltered, an index-only walk of
+    // endpoints_name, so a deep page skips index entries rather than rows;
+    // then those rows, with their pool's name. The count needs no join.
     let mut count = endpoints::table.into_boxed();
-    let mut page = endpoints::table.left_join(pools::table).into_boxed();
+    let mut ids = endpoints::table.into_boxed();
     if let Some(p) = &filter.pool_id {
         count = count.filter(endpoints::pool_id.eq(p.clone()));
-        page = page.filter(endpoints::pool_id.eq(p.clone()));
+        ids = ids.filter(endpoints::pool_id.eq(p.clone()));
     }
     if let Some(s) = &filter.status {
         count = count.filter(endpoints::status.eq(s.clone()));
-        page = page.filter(endpoints::status.eq(s.clone()));
+        ids = ids.filter(endpoints::status.eq(s.clone()));
     }
     let total = count.count().get_result(conn)?;
-    let rows = page
+    let ids: Vec<String> = ids
         .order((endpoints::name.asc(), endpoints::id.asc()))
         .offset(offset)
         .limit(limit)
+        .select(endpoints::id)
+        .load(conn)?;
+    let mut rows: Vec<NamedEndpoint> = endpoints::table
+        .left_join(pools::table)
+        .filter(endpoints::id.eq_any(&ids))
         .select((EndpointRow::as_select(), pools::name.nullable()))
         .load(conn)?;
+    let position: std::collections::HashMap<&str, usize> =
+        ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    rows.sort_by_key(|(e, _)| position.get(e.id.as_str()).copied().unwrap_or(usize::MAX));
     Ok((rows, total))
 }
 

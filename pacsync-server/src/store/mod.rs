@@ -127,13 +127,9 @@ impl ManageConnection for Manager {
                 // crash may lose the last commits).
                 // busy_timeout first: switching to WAL itself needs the lock
                 // when the pool opens its connections all at once.
-                // cache_size: 1 MiB of pages per connection (the default
-                // is 2): eight connections each cache their own copy, and
-                // the hot tables are small.
                 c.batch_execute(
                     "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA cache_size = -1024;",
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(c))
