@@ -66,8 +66,11 @@ pub fn list(
         .filter(endpoints::id.eq_any(&ids))
         .select((EndpointRow::as_select(), pools::name.nullable()))
         .load(conn)?;
-    let position: std::collections::HashMap<&str, usize> =
-        ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let position: std::collections::HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
     rows.sort_by_key(|(e, _)| position.get(e.id.as_str()).copied().unwrap_or(usize::MAX));
     Ok((rows, total))
 }
