@@ -287,6 +287,19 @@ async fn authorization_matrix(backend: Backend) {
             Rule::AnyMachine,
         ),
         (Method::GET, "/api/repositories".into(), None, Rule::Viewer),
+        (Method::GET, "/api/api-tokens".into(), None, Rule::Admin),
+        (
+            Method::POST,
+            "/api/api-tokens".into(),
+            Some(json!({ "name": "NAME", "role": "viewer" })),
+            Rule::Admin,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/api-tokens/{missing}"),
+            None,
+            Rule::Admin,
+        ),
         (
             Method::GET,
             format!("/api/repositories/analyze?pool={pool}"),

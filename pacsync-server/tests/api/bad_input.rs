@@ -166,6 +166,14 @@ async fn bad_input_is_refused_cleanly(backend: Backend) {
         (st, code(&v).as_deref()),
         (StatusCode::BAD_REQUEST, Some("malformed_json"))
     );
+    // Repository reports share the large limit.
+    let (st, v) = s
+        .raw(Method::PUT, "/api/repositories", &m.token, json_ct, big.clone())
+        .await;
+    assert_eq!(
+        (st, code(&v).as_deref()),
+        (StatusCode::BAD_REQUEST, Some("malformed_json"))
+    );
     for (method, path, token, len) in [
         (Method::POST, "/api/pools".to_owned(), &admin, big.len()),
         (Method::PUT, state_path.clone(), &m.token, 17 * 1024 * 1024),
