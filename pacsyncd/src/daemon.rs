@@ -179,7 +179,8 @@ impl Daemon {
                 "the daemon stopped during this operation; the packages are as pacman left them"
                     .into();
             op.finished_at = now();
-            cache.last_error = op.message.clone();
+            // The status comes from the packages as they are now; the
+            // history says what happened.
             cache.push_history(op);
         }
         let credentials = state_dir.load_credentials()?;

@@ -78,12 +78,14 @@ impl Pacman {
             self.paths.root.clone().into(),
             "--dbpath".into(),
             self.paths.dbpath.clone().into(),
-            "--noconfirm".into(),
-            "--noprogressbar".into(),
             "--color".into(),
             "never".into(),
         ];
         args.extend(verb.iter().map(OsString::from));
+        // -D takes neither flag; the transaction verbs take both.
+        if verb.first() != Some(&"-D") {
+            args.extend(["--noconfirm".into(), "--noprogressbar".into()]);
+        }
         args
     }
 

@@ -236,7 +236,13 @@ impl DaemonService {
 
     async fn refresh(&self) -> Result<(), DaemonError> {
         self.daemon.rescan().await;
-        self.daemon.report_now.notify_one();
+        // Report now, so the caller sees the server's answer when this
+        // returns; a failure is the offline status, and the reporter's
+        // backoff takes over the retries.
+        if let Err(e) = crate::reporter::report_once(&self.daemon).await {
+            tracing::warn!("report failed: {e}");
+            self.daemon.report_now.notify_one();
+        }
         Ok(())
     }
 

@@ -15,6 +15,7 @@ pub mod repo;
 pub mod require;
 pub mod sandbox;
 pub mod scratch;
+pub mod server_process;
 pub mod synthetic;
 pub mod system_bus;
 
