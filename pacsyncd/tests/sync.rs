@@ -32,7 +32,7 @@ struct World {
 fn spec(name: &str, version: &str) -> PackageSpec {
     PackageSpec::new(name, version).file(
         format!("usr/share/{name}/version"),
-        version.as_bytes().to_vec(),
+        version.as_bytes(),
     )
 }
 
@@ -302,7 +302,7 @@ fn a_pacman_failure_leaves_the_system_as_it_was() {
     // transaction at its file-conflict check.
     let files = ScratchDir::new("conflicting").expect("dir");
     let epsilon = PackageSpec::new("epsilon", "1.0-1")
-        .file("usr/share/alpha/version", b"mine".to_vec())
+        .file("usr/share/alpha/version", b"mine")
         .build(files.path())
         .expect("epsilon");
     std::fs::copy(
