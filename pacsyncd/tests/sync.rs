@@ -30,10 +30,7 @@ struct World {
 }
 
 fn spec(name: &str, version: &str) -> PackageSpec {
-    PackageSpec::new(name, version).file(
-        format!("usr/share/{name}/version"),
-        version.as_bytes(),
-    )
+    PackageSpec::new(name, version).file(format!("usr/share/{name}/version"), version.as_bytes())
 }
 
 /// A machine with alpha 1.0, beta 2.0 and delta 1.0 installed; the
