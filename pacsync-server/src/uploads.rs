@@ -11,11 +11,11 @@ use axum::body::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::ApiError;
-use crate::store::{DbConnection, Store};
+use crate::store::Store;
 
 /// What a worker does with one body: check it and store its content,
 /// answering the content hash.
-pub type Handler = fn(&mut DbConnection, &[u8]) -> Result<String, ApiError>;
+pub type Handler = fn(&Store, &[u8]) -> Result<String, ApiError>;
 
 type Job = (Bytes, oneshot::Sender<Result<String, ApiError>>);
 
@@ -42,11 +42,7 @@ impl Uploads {
                             Err(_) => None,
                         };
                         let Some((body, answer)) = job else { return };
-                        let result = match store.blocking_conn() {
-                            Ok(mut conn) => handler(&mut conn, &body),
-                            Err(e) => Err(ApiError::internal(e)),
-                        };
-                        let _ = answer.send(result);
+                        let _ = answer.send(handler(&store, &body));
                     }
                 });
             if let Err(e) = spawned {

@@ -204,10 +204,7 @@ fn content_required(hash: &str) -> ApiError {
 
 /// Checks and stores a full report's packages; returns their hash. Runs
 /// on an upload worker ([`crate::uploads`]).
-pub fn store_content(
-    conn: &mut crate::store::DbConnection,
-    body: &[u8],
-) -> Result<String, ApiError> {
+pub fn store_content(store: &crate::store::Store, body: &[u8]) -> Result<String, ApiError> {
     let report: StateReport = serde_json::from_slice(body).map_err(|e| body_error(&e))?;
     let claimed: ContentHash = report.hash.parse().map_err(|_| invalid_hash())?;
     let state = PackageState::from(report.packages.unwrap_or_default());
@@ -220,7 +217,20 @@ pub fn store_content(
         )
         .with_details(json!({ "expected": actual.to_string() })));
     }
-    Ok(content::put_state(conn, std::sync::Arc::new(state))?)
+    let state = std::sync::Arc::new(state);
+    let hash = actual.to_string();
+    let known = {
+        let mut conn = store.blocking_conn().map_err(ApiError::internal)?;
+        content::has_state(&mut conn, &hash)?
+    };
+    if known {
+        crate::store::cache::STATES.insert(hash.clone(), state);
+        return Ok(hash);
+    }
+    // Compressed first; only the insert waits for a writer's turn.
+    let prepared = content::prepare_state(state)?;
+    store.write_blocking(|conn| content::insert_state(conn, &prepared))?;
+    Ok(hash)
 }
 
 fn invalid_hash() -> ApiError {

@@ -54,20 +54,34 @@ pub fn has_state(conn: &mut DbConnection, hash: &str) -> StoreResult<bool> {
     Ok(n > 0)
 }
 
-/// Stores `state` unless its content is already there; returns its hash.
-/// The parsed state goes to the cache: the report that sent it needs it
-/// next.
-pub fn put_state(conn: &mut DbConnection, state: Arc<PackageState>) -> StoreResult<String> {
+/// A state ready to insert: compressed, with its hash.
+#[derive(Debug)]
+pub struct PreparedState {
+    pub hash: String,
+    package_count: i64,
+    content: Vec<u8>,
+}
+
+/// The CPU-bound half of storing a state (serialize, compress), done
+/// before taking a writer's turn. The parsed state goes to the cache: the
+/// report that sent it needs it next.
+pub fn prepare_state(state: Arc<PackageState>) -> StoreResult<PreparedState> {
     let hash = state.content_hash().to_string();
-    cache::STATES.insert(hash.clone(), state.clone());
-    if has_state(conn, &hash)? {
-        return Ok(hash);
-    }
-    let content = compress(&*state)?;
+    let prepared = PreparedState {
+        package_count: i64::try_from(state.len()).unwrap_or(i64::MAX),
+        content: compress(&*state)?,
+        hash: hash.clone(),
+    };
+    cache::STATES.insert(hash, state);
+    Ok(prepared)
+}
+
+/// Inserts a prepared state unless its content is already there.
+pub fn insert_state(conn: &mut DbConnection, p: &PreparedState) -> StoreResult<()> {
     let row = (
-        states::hash.eq(&hash),
-        states::package_count.eq(i64::try_from(state.len()).unwrap_or(i64::MAX)),
-        states::content.eq(content),
+        states::hash.eq(&p.hash),
+        states::package_count.eq(p.package_count),
+        states::content.eq(&p.content),
         states::created_at.eq(now_ms()),
     );
     // Two machines may report the same new state at once.
@@ -75,6 +89,18 @@ pub fn put_state(conn: &mut DbConnection, state: Arc<PackageState>) -> StoreResu
         .values(row)
         .on_conflict_do_nothing()
         .execute(c))?;
+    Ok(())
+}
+
+/// Stores `state` unless its content is already there; returns its hash.
+pub fn put_state(conn: &mut DbConnection, state: Arc<PackageState>) -> StoreResult<String> {
+    let hash = state.content_hash().to_string();
+    if has_state(conn, &hash)? {
+        cache::STATES.insert(hash.clone(), state);
+        return Ok(hash);
+    }
+    let prepared = prepare_state(state)?;
+    insert_state(conn, &prepared)?;
     Ok(hash)
 }
 

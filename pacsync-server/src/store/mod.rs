@@ -156,6 +156,11 @@ pub struct Store {
     pool: Pool<Manager>,
     kind: DatabaseKind,
     hub: Hub,
+    /// SQLite has one writer at a time. Writers of this process queue here,
+    /// woken the moment the lock is free, rather than in SQLite's busy
+    /// handler, which sleeps 1, 2, 5, 10, 15, 20, 25 … ms between retries:
+    /// those sleeps were the writers' p99 (~35 and ~80 ms) under load.
+    writer: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -186,6 +191,7 @@ impl Store {
             pool,
             kind: db.kind,
             hub: Hub::default(),
+            writer: std::sync::Arc::default(),
         })
     }
 
@@ -244,19 +250,37 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<T> + Send + 'static,
     {
-        let hub = self.hub.clone();
-        self.run(move |conn| {
-            let (value, events) = write_tx_events(conn, f)?;
-            // PostgreSQL announces through NOTIFY, which comes back to
-            // this process through its listener like to every replica.
-            if matches!(conn, DbConnection::Sqlite(_)) {
-                for e in events {
-                    hub.publish(e);
-                }
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_blocking(f))
+            .await
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// [`Store::write`] for callers on their own thread.
+    pub fn write_blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> StoreResult<T>,
+    {
+        // The queue comes before the pool, so waiting writers do not hold
+        // connections that readers need.
+        let _turn = match self.kind {
+            DatabaseKind::Internal => Some(
+                self.writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
+            DatabaseKind::Postgresql => None,
+        };
+        let mut conn = self.conn()?;
+        let (value, events) = write_tx_events(&mut conn, f)?;
+        // PostgreSQL announces through NOTIFY, which comes back to this
+        // process through its listener like to every replica.
+        if self.kind == DatabaseKind::Internal {
+            for e in events {
+                self.hub.publish(e);
             }
-            Ok(value)
-        })
-        .await
+        }
+        Ok(value)
     }
 }
 
