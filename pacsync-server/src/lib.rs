@@ -15,6 +15,7 @@ pub mod settings;
 pub mod store;
 mod tls;
 pub mod uploads;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -161,10 +162,12 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            let transport = web::session::Transport { tls: tls.is_some() };
             let svc = tower::ServiceExt::map_request(
                 router.clone(),
                 move |mut req: axum::extract::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ClientAddr(peer.ip()));
+                    req.extensions_mut().insert(transport);
                     req
                 },
             );

@@ -184,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route(path, handler);
     }
     router
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -15,8 +15,13 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let token =
-            bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        // A bearer token wins; else the web UI's session cookie, which
+        // must come with its CSRF token on requests that change things.
+        let token = match bearer(&parts.headers) {
+            Some(t) => t,
+            None => crate::web::session::token_from_cookie(parts)?
+                .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?,
+        };
         authenticate(app, token).await.map(|(p, _)| p)
     }
 }

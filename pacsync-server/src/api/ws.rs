@@ -44,6 +44,7 @@ pub async fn connect(
 ) -> ApiResult<Response> {
     let token = bearer(&headers)
         .or(q.access_token)
+        .or_else(|| crate::web::session::cookie_token(&headers))
         .ok_or_else(|| ApiError::unauthorized("missing bearer token or access_token"))?;
     let (who, expires) = authenticate(&app, token).await?;
     if !matches!(who, Principal::Machine { .. }) {
