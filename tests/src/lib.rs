@@ -9,6 +9,7 @@
 pub mod command;
 pub mod daemon_process;
 pub mod desc;
+pub mod desktop;
 pub mod generate;
 pub mod package;
 pub mod repo;
