@@ -28,9 +28,9 @@ fn spec(name: &str, version: &str) -> PackageSpec {
 }
 
 /// A machine "bravo" in pool "office": alpha 1.0 and delta 1.0 installed;
-/// the pool's target is alpha 2.0, delta 1.0 and gamma 1.0 (a dependency),
-/// all in the sandbox's repository — so the machine is `behind` with one
-/// upgrade and one install.
+/// the pool's target is alpha 2.0, delta 1.0 and gamma 1.0, all explicit and
+/// in the sandbox's repository — so the machine is `behind` with one upgrade
+/// and one install.
 #[derive(Debug)]
 pub struct ManagedMachine {
     pub bus: SystemBus,
@@ -107,7 +107,7 @@ impl ManagedMachine {
         reference.report(&[
             ("alpha", "2.0-1", true),
             ("delta", "1.0-1", true),
-            ("gamma", "1.0-1", false),
+            ("gamma", "1.0-1", true),
         ])?;
         reference.set_latest("the office baseline")?;
         let out = me.bus.call_daemon(None, "Refresh", &[])?;

@@ -54,7 +54,22 @@ pub fn serve(ui: &Rc<Ui>, path: PathBuf) -> std::io::Result<()> {
     let ui = ui.clone();
     glib::spawn_future_local(async move {
         while let Ok((line, reply)) = rx.recv().await {
-            let _ = reply.send(run(&ui, line.trim()));
+            let line = line.trim();
+            let answer = match line.split_once(' ') {
+                Some(("screenshot", path)) => {
+                    let window = ui.window.clone().upcast::<gtk::Window>();
+                    shot(screenshot(&window, Path::new(path)).await)
+                }
+                Some(("screenshot-dialog", path)) => {
+                    let dialog = ui.dialog.borrow().as_ref().map(|d| d.window.clone());
+                    match dialog {
+                        Some(d) => shot(screenshot(&d, Path::new(path)).await),
+                        None => json!({"error": "no dialog is open"}),
+                    }
+                }
+                _ => run(&ui, line),
+            };
+            let _ = reply.send(answer);
         }
     });
     Ok(())
@@ -87,13 +102,15 @@ fn run(ui: &Rc<Ui>, line: &str) -> Value {
                 Err(format!("no column {column:?}"))
             }
         }
-        "screenshot" => screenshot(ui.window.upcast_ref(), Path::new(arg)),
-        "screenshot-dialog" => match ui.dialog.borrow().as_ref() {
-            Some(d) => screenshot(&d.window, Path::new(arg)),
-            None => Err("no dialog is open".into()),
-        },
         other => Err(format!("unknown command {other:?}")),
     };
+    match result {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"error": e}),
+    }
+}
+
+fn shot(result: Result<(), String>) -> Value {
     match result {
         Ok(()) => json!({"ok": true}),
         Err(e) => json!({"error": e}),
@@ -178,18 +195,40 @@ fn state(ui: &Rc<Ui>) -> Value {
     })
 }
 
+/// Wait until `window` has painted a frame (after the last change).
+async fn painted(window: &gtk::Window) {
+    let Some(clock) = window.frame_clock() else {
+        return;
+    };
+    let (tx, rx) = async_channel::bounded::<()>(1);
+    let handler = clock.connect_after_paint(move |_| {
+        let _ = tx.try_send(());
+    });
+    window.queue_draw();
+    let _ = rx.recv().await;
+    clock.disconnect(handler);
+}
+
 /// Render `window` as GTK draws it and save a PNG.
-fn screenshot(window: &gtk::Window, path: &Path) -> Result<(), String> {
-    let (w, h) = (window.width(), window.height());
-    if w <= 0 || h <= 0 {
-        return Err("the window is not mapped yet".into());
+async fn screenshot(window: &gtk::Window, path: &Path) -> Result<(), String> {
+    let mut node = None;
+    // A page just switched may need a few frames to settle.
+    for _ in 0..20 {
+        painted(window).await;
+        let (w, h) = (window.width(), window.height());
+        if w <= 0 || h <= 0 {
+            continue;
+        }
+        let paintable = gtk::WidgetPaintable::new(Some(window));
+        let snapshot = gtk::Snapshot::new();
+        paintable.snapshot(&snapshot, f64::from(w), f64::from(h));
+        node = snapshot.to_node();
+        if node.is_some() {
+            break;
+        }
     }
-    let paintable = gtk::WidgetPaintable::new(Some(window));
-    let snapshot = gtk::Snapshot::new();
-    paintable.snapshot(&snapshot, f64::from(w), f64::from(h));
-    let node = snapshot
-        .to_node()
-        .ok_or_else(|| "nothing was drawn".to_owned())?;
+    let node = node.ok_or_else(|| "nothing was drawn".to_owned())?;
+    let (w, h) = (window.width(), window.height());
     let renderer = window
         .renderer()
         .ok_or_else(|| "the window has no renderer".to_owned())?;

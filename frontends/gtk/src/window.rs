@@ -99,11 +99,7 @@ pub fn build(app: &gtk::Application, daemon: Daemon) -> Rc<Ui> {
         .css_classes(["title-1", "status"])
         .build();
     status_label.set_widget_name("status");
-    let details = gtk::Label::builder()
-        .xalign(0.0)
-        .wrap(true)
-        .selectable(true)
-        .build();
+    let details = gtk::Label::builder().xalign(0.0).wrap(true).build();
     details.set_widget_name("details");
     let text_box = gtk::Box::new(gtk::Orientation::Vertical, 4);
     text_box.append(&status_label);

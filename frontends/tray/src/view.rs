@@ -148,11 +148,14 @@ pub fn plan_summary(c: &PlanCounts) -> String {
         (c.downgrade, "to downgrade"),
         (c.reinstall, "to reinstall"),
         (c.remove, "to remove"),
-        (c.reason_change, "reasons to change"),
+        (c.reason_change, "install reasons to change"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)
-    .map(|(n, what)| format!("{n} {what}"))
+    .map(|(n, what)| match (n, *what) {
+        (1, "install reasons to change") => "1 install reason to change".to_owned(),
+        (n, what) => format!("{n} {what}"),
+    })
     .collect();
     if parts.is_empty() {
         "nothing to change".into()
