@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod archive;
 pub mod auth;
 pub mod events;
 pub mod healthcheck;
@@ -92,6 +93,7 @@ impl Server {
             ),
             settings::DatabaseKind::Internal => None,
         };
+        let archive = archive::Archive::open(&settings.archive)?;
         let uploads = uploads::Uploads::start(store.clone(), api::endpoints::store_content);
         let (stop, shutdown) = watch::channel(false);
         let (alive, drained) = mpsc::channel(1);
@@ -103,6 +105,7 @@ impl Server {
                 limiter: Arc::new(RateLimiter::new(settings.api_rate_limit)),
                 analysis: settings.enable_repository_analysis,
                 uploads,
+                archive,
                 shutdown,
                 alive,
             },

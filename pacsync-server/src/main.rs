@@ -39,6 +39,9 @@ enum Command {
     /// Admin chores.
     #[command(subcommand)]
     Admin(Admin),
+    /// The package archive (docs/archive.md).
+    #[command(subcommand)]
+    Archive(pacsync_server::archive::cli::ArchiveCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +104,13 @@ fn main() -> anyhow::Result<()> {
             let done = store.migrate()?;
             println!("applied {} migration(s)", done.len());
             Ok(())
+        }
+        Command::Archive(cmd) => {
+            let store = Store::open(&settings.database)?;
+            store.migrate()?;
+            let archive = pacsync_server::archive::Archive::open(&settings.archive)?;
+            let code = pacsync_server::archive::cli::run(&store, &archive, cmd)?;
+            std::process::exit(code);
         }
         Command::Admin(admin) => {
             let store = Store::open(&settings.database)?;

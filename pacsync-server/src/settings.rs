@@ -95,6 +95,44 @@ pub struct Settings {
     /// keeps everything.
     pub auto_cleanup_old_states: Option<u32>,
     pub tls: Option<TlsSettings>,
+    pub archive: ArchiveSettings,
+}
+
+/// The package archive (docs/archive.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSettings {
+    /// `ARCHIVE_DIR`; `DATA_DIR/archive` by default.
+    pub dir: PathBuf,
+    /// `ARCHIVE_MAX_SIZE`: total bytes of package files; `None`: no limit.
+    pub max_bytes: Option<u64>,
+}
+
+/// `123`, `500M`, `20G`, `1T` (powers of 1024) as bytes; `0` is no limit.
+fn parse_size(v: &str) -> anyhow::Result<Option<u64>> {
+    let t = v.trim();
+    let (digits, unit) = t
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((t, ""), |i| t.split_at(i));
+    let factor: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => bail!("ARCHIVE_MAX_SIZE must be a size like 500M or 20G, not {v:?}"),
+    };
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("ARCHIVE_MAX_SIZE must be a size like 500M or 20G, not {v:?}"))?;
+    let bytes = n
+        .checked_mul(factor)
+        .with_context(|| format!("ARCHIVE_MAX_SIZE too large: {v:?}"))?;
+    Ok((bytes > 0).then_some(bytes))
 }
 
 /// The config file; every key optional, unknown keys refused so a typo
@@ -112,6 +150,15 @@ struct FileSettings {
     database: FileDatabase,
     #[serde(default)]
     http: FileHttp,
+    #[serde(default)]
+    archive: FileArchive,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArchive {
+    dir: Option<PathBuf>,
+    max_size: Option<String>,
 }
 
 /// `auto_cleanup_old_states` in the file: `false`, `true` or a number of days.
@@ -267,7 +314,18 @@ impl Settings {
         if jwt_secret.as_ref().is_some_and(|s| s.expose().len() < 32) {
             bail!("JWT_SECRET_KEY must be at least 32 characters");
         }
+        let archive = ArchiveSettings {
+            dir: env("ARCHIVE_DIR")
+                .map(PathBuf::from)
+                .or(file.archive.dir)
+                .unwrap_or_else(|| data_dir.join("archive")),
+            max_bytes: match env("ARCHIVE_MAX_SIZE").or(file.archive.max_size) {
+                Some(v) => parse_size(&v)?,
+                None => None,
+            },
+        };
         Ok(Settings {
+            archive,
             data_dir,
             database: DatabaseSettings {
                 kind,
@@ -342,6 +400,32 @@ mod tests {
         assert_eq!(s.database.url.expose(), "./pacsync-data/pacsync.db");
         assert_eq!(s.http_port, DEFAULT_PORT);
         assert!(s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn archive_dir_and_size_limit() {
+        let s = from(&[]).expect("defaults");
+        assert_eq!(s.archive.dir, PathBuf::from("./pacsync-data/archive"));
+        assert_eq!(s.archive.max_bytes, None);
+        let s = from(&[("ARCHIVE_DIR", "/srv/pkgs"), ("ARCHIVE_MAX_SIZE", "20G")]).expect("valid");
+        assert_eq!(s.archive.dir, PathBuf::from("/srv/pkgs"));
+        assert_eq!(s.archive.max_bytes, Some(20 << 30));
+        assert_eq!(
+            from(&[("ARCHIVE_MAX_SIZE", "1500")])
+                .expect("bytes")
+                .archive
+                .max_bytes,
+            Some(1500)
+        );
+        assert_eq!(
+            from(&[("ARCHIVE_MAX_SIZE", "0")])
+                .expect("none")
+                .archive
+                .max_bytes,
+            None
+        );
+        assert!(from(&[("ARCHIVE_MAX_SIZE", "lots")]).is_err());
+        assert!(from(&[("ARCHIVE_MAX_SIZE", "5Q")]).is_err());
     }
 
     #[test]

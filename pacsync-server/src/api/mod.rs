@@ -43,6 +43,8 @@ pub struct AppState {
     pub analysis: bool,
     /// The workers that take full state reports.
     pub uploads: crate::uploads::Uploads,
+    /// The package archive (docs/archive.md).
+    pub archive: crate::archive::Archive,
     /// Turns true when the server shuts down; WebSocket sessions close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Held by every clone, so the server knows when the last connection
@@ -54,6 +56,7 @@ pub struct AppState {
 /// table and a test holds it against `openapi.json`, so neither can gain a
 /// route the other lacks.
 pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
+    use crate::archive::api as archive;
     use endpoints as e;
     use operations as o;
     use pools as p;
@@ -162,6 +165,39 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
             put(repos::report).layer(DefaultBodyLimit::max(STATE_BODY_LIMIT)),
         ),
         ("/api/repositories", Method::GET, get(repos::list)),
+        ("/api/archive", Method::GET, get(archive::status)),
+        ("/api/archive/verify", Method::POST, post(archive::verify)),
+        ("/api/archive/gc", Method::POST, post(archive::gc)),
+        (
+            "/api/archive/lookup",
+            Method::POST,
+            post(archive::lookup).layer(DefaultBodyLimit::max(STATE_BODY_LIMIT)),
+        ),
+        (
+            "/api/archive/files/{sha256}",
+            Method::GET,
+            get(archive::file),
+        ),
+        (
+            "/api/archive/packages",
+            Method::PUT,
+            put(archive::upload).layer(DefaultBodyLimit::disable()),
+        ),
+        (
+            "/api/archive/packages/{sha256}/signature",
+            Method::PUT,
+            put(archive::upload_signature),
+        ),
+        (
+            "/api/endpoints/{id}/archive",
+            Method::GET,
+            get(archive::endpoint_files),
+        ),
+        (
+            "/repo/{pool}/{target}/{repo}/os/{arch}/{file}",
+            Method::GET,
+            get(archive::repo_file),
+        ),
         (
             "/api/repositories/analyze",
             Method::GET,

@@ -174,6 +174,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    archive_files (sha256) {
+        sha256 -> Text,
+        name -> Text,
+        version -> Text,
+        arch -> Text,
+        filename -> Text,
+        size -> BigInt,
+        pkginfo -> Text,
+        signature -> Nullable<Binary>,
+        source -> Text,
+        created_at -> BigInt,
+        damaged_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(endpoints -> pools (pool_id));
 diesel::joinable!(endpoint_repos -> endpoints (endpoint_id));
 diesel::joinable!(endpoint_repos -> repo_contents (repo_hash));
@@ -195,4 +211,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     repo_contents,
     endpoint_repos,
     api_tokens,
+    archive_files,
 );

@@ -2,6 +2,7 @@
 //! on SQLite and on a throwaway PostgreSQL.
 
 mod api_tokens;
+mod archive;
 mod authz;
 mod bad_input;
 mod concurrency;

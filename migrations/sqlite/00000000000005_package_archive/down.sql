@@ -1,0 +1,2 @@
+DROP INDEX archive_files_name_version;
+DROP TABLE archive_files;

@@ -1,0 +1,379 @@
+//! The archive's routes: machines upload package files, see which files
+//! their pool's target has, and everyone with a pool's id reads its
+//! snapshot repositories at `/repo/{pool}/{target}/{repo}/os/{arch}/`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use pacsync_core::state::TargetState;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::records::{self, ArchiveFileRow};
+use super::{disk, repodb};
+use crate::api::{ApiError, ApiResult, AppState, Json, Path, Query, check_id};
+use crate::auth::{Principal, Role};
+use crate::store::{StoreError, endpoints};
+
+/// Largest detached signature taken (real ones are a few hundred bytes).
+const MAX_SIGNATURE: usize = 16 * 1024;
+
+/// The name the snapshot repository gets in listings; any `{repo}` in a
+/// URL serves the same snapshot, so a `[pacsync]` section works as well as
+/// one named after the pool.
+pub const DEFAULT_REPO: &str = "pacsync";
+
+fn archive(app: &AppState) -> ApiResult<super::Archive> {
+    Ok(app.archive.clone())
+}
+
+/// Machines (for their pool) and operators may add files.
+fn may_upload(who: &Principal) -> ApiResult<String> {
+    match who {
+        Principal::Machine { endpoint_id } => Ok(format!("upload:{endpoint_id}")),
+        other => {
+            other.require(Role::Operator)?;
+            Ok(format!("upload:{}", other.actor()))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// The package the uploader says this is; checked against `.PKGINFO`.
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// The sha256 the uploader knows (from its sync database); checked.
+    pub sha256: Option<String>,
+}
+
+/// `PUT /api/archive/packages`: the body is a package file.
+pub async fn upload(
+    State(app): State<AppState>,
+    who: Principal,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let source = may_upload(&who)?;
+    let archive = archive(&app)?;
+    let mut part = archive.disk.begin().map_err(super::disk_error)?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("upload_failed", format!("reading the upload: {e}"))
+        })?;
+        // Small synchronous writes: the page cache takes them; the one
+        // fsync happens on the blocking pool below.
+        part.write(&chunk).map_err(super::disk_error)?;
+    }
+    let store = app.store.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let claimed = q.name.as_deref().zip(q.version.as_deref());
+        archive.record(&store, part, claimed, q.sha256.as_deref(), None, &source)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let status = if done.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!(done))))
+}
+
+/// `PUT /api/archive/packages/{sha256}/signature`: the file's detached
+/// signature (`.sig`).
+pub async fn upload_signature(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(sha256): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    may_upload(&who)?;
+    if !disk::is_sha256(&sha256) {
+        return Err(ApiError::not_found("archive file"));
+    }
+    if body.is_empty() || body.len() > MAX_SIGNATURE {
+        return Err(ApiError::bad_request(
+            "invalid_signature",
+            format!("a signature is 1 to {MAX_SIGNATURE} bytes"),
+        ));
+    }
+    app.store
+        .write(move |conn| {
+            let mut row =
+                records::get(conn, &sha256)?.ok_or(StoreError::NotFound("archive file"))?;
+            row.signature = Some(body.to_vec());
+            records::insert(conn, &row).map(drop)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/endpoints/{id}/archive`: every file of the machine's pool's
+/// current target, with where to get it.
+pub async fn endpoint_files(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    check_id("endpoint", &id)?;
+    who.require_endpoint(&id, Role::Viewer)?;
+    let out = app
+        .store
+        .run(move |conn| {
+            let ep = endpoints::get(conn, &id)?;
+            let pool = ep
+                .pool_id
+                .ok_or_else(|| StoreError::conflict("unassigned", "the machine is in no pool"))?;
+            let (target_id, target) = records::pool_target(conn, &pool, "current")?;
+            let files = records::files_of(conn, &target)?;
+            let packages: Vec<Value> = files
+                .into_iter()
+                .map(|(name, version, row)| file_json(&name, &version, row.as_ref()))
+                .collect();
+            Ok(json!({
+                "pool_id": pool,
+                "target_id": target_id,
+                "repository": format!("/repo/{pool}/{target_id}/{DEFAULT_REPO}/os/$arch"),
+                "current_repository": format!("/repo/{pool}/current/{DEFAULT_REPO}/os/$arch"),
+                "packages": packages,
+            }))
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupBody {
+    pub packages: Vec<Wanted>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wanted {
+    pub name: String,
+    pub version: String,
+}
+
+/// `POST /api/archive/lookup`: the archived file of each (name, version)
+/// asked for, whichever target brought it — what a sync or a revert
+/// fetches when no repository or cache has a version.
+pub async fn lookup(
+    State(app): State<AppState>,
+    who: Principal,
+    Json(body): Json<LookupBody>,
+) -> ApiResult<Json<Value>> {
+    if !matches!(who, Principal::Machine { .. }) {
+        who.require(Role::Viewer)?;
+    }
+    let out = app
+        .store
+        .run(move |conn| {
+            let wanted: Vec<(String, String)> = body
+                .packages
+                .into_iter()
+                .map(|w| (w.name, w.version))
+                .collect();
+            let found = records::files_for(conn, &wanted)?;
+            Ok(found
+                .into_iter()
+                .map(|(name, version, row)| file_json(&name, &version, row.as_ref()))
+                .collect::<Vec<Value>>())
+        })
+        .await?;
+    Ok(Json(json!({ "packages": out })))
+}
+
+fn file_json(name: &str, version: &str, row: Option<&ArchiveFileRow>) -> Value {
+    match row {
+        Some(r) => json!({
+            "name": name,
+            "version": version,
+            "filename": r.filename,
+            "sha256": r.sha256,
+            "size": r.size,
+            "damaged": r.damaged_at.is_some(),
+            "url": format!("/api/archive/files/{}", r.sha256),
+        }),
+        None => json!({ "name": name, "version": version, "filename": null,
+            "sha256": null, "size": null, "damaged": false, "url": null }),
+    }
+}
+
+/// `GET /api/archive/files/{sha256}`: one stored file, re-hashed first.
+pub async fn file(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(sha256): Path<String>,
+) -> ApiResult<Response> {
+    if !matches!(who, Principal::Machine { .. }) {
+        who.require(Role::Viewer)?;
+    }
+    if !disk::is_sha256(&sha256) {
+        return Err(ApiError::not_found("archive file"));
+    }
+    let archive = archive(&app)?;
+    let row = app
+        .store
+        .run(move |conn| records::get(conn, &sha256))
+        .await?
+        .ok_or_else(|| ApiError::not_found("archive file"))?;
+    serve_verified(&app, &archive, row).await
+}
+
+/// `GET /api/archive`: size, limit and damage.
+pub async fn status(State(app): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    who.require(Role::Viewer)?;
+    let archive = archive(&app)?;
+    let store = app.store.clone();
+    let s = tokio::task::spawn_blocking(move || archive.status(&store))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(json!(s)))
+}
+
+/// `POST /api/archive/verify`: re-hash every file.
+pub async fn verify(State(app): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    who.require(Role::Admin)?;
+    let archive = archive(&app)?;
+    let store = app.store.clone();
+    let r = tokio::task::spawn_blocking(move || archive.verify(&store))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(json!(r)))
+}
+
+/// `POST /api/archive/gc`: remove what nothing references.
+pub async fn gc(State(app): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    who.require(Role::Admin)?;
+    let archive = archive(&app)?;
+    let store = app.store.clone();
+    let r = tokio::task::spawn_blocking(move || archive.gc(&store))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(json!(r)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RepoPath {
+    pool: String,
+    target: String,
+    repo: String,
+    arch: String,
+    file: String,
+}
+
+/// `GET /repo/{pool}/{target}/{repo}/os/{arch}/{file}`: the snapshot
+/// repository of a target (`current`: the pool's current one) — its
+/// database, its package files and their signatures. A file whose content
+/// no longer has its recorded hash is refused, never served.
+pub async fn repo_file(
+    State(app): State<AppState>,
+    Path(p): Path<RepoPath>,
+) -> ApiResult<Response> {
+    check_id("pool", &p.pool)?;
+    if p.target != "current" {
+        check_id("target", &p.target)?;
+    }
+    let archive = archive(&app)?;
+    let (pool, target) = (p.pool.clone(), p.target.clone());
+    let files: Vec<ArchiveFileRow> = app
+        .store
+        .run(move |conn| {
+            let (_, t): (String, Arc<TargetState>) = records::pool_target(conn, &pool, &target)?;
+            Ok(records::files_of(conn, &t)?
+                .into_iter()
+                .filter_map(|(_, _, row)| row)
+                .collect())
+        })
+        .await?;
+    let db_names = [format!("{}.db", p.repo), format!("{}.db.tar.gz", p.repo)];
+    if db_names.contains(&p.file) {
+        let arch = p.arch.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            let listed: Vec<repodb::DbPackage<'_>> = files
+                .iter()
+                .filter(|r| r.damaged_at.is_none() && (r.arch == arch || r.arch == "any"))
+                .map(|r| repodb::DbPackage {
+                    filename: &r.filename,
+                    sha256: &r.sha256,
+                    size: u64::try_from(r.size).unwrap_or(0),
+                    pkginfo: &r.pkginfo,
+                })
+                .collect();
+            repodb::write(&listed)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+        return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response());
+    }
+    if let Some(pkg) = p.file.strip_suffix(".sig") {
+        let sig = files
+            .into_iter()
+            .find(|r| r.filename == pkg)
+            .and_then(|r| r.signature)
+            .ok_or_else(|| ApiError::not_found("signature"))?;
+        return Ok(([(header::CONTENT_TYPE, "application/pgp-signature")], sig).into_response());
+    }
+    let row = files
+        .into_iter()
+        .find(|r| r.filename == p.file)
+        .ok_or_else(|| ApiError::not_found("package file"))?;
+    serve_verified(&app, &archive, row).await
+}
+
+/// Streams a stored file after re-hashing it; a damaged file is marked and
+/// refused with `archive_damaged`.
+async fn serve_verified(
+    app: &AppState,
+    archive: &super::Archive,
+    row: ArchiveFileRow,
+) -> ApiResult<Response> {
+    let disk = archive.disk.clone();
+    let sha = row.sha256.clone();
+    let checked = tokio::task::spawn_blocking(move || disk.check(&sha))
+        .await
+        .map_err(ApiError::internal)?;
+    if let Err(e) = checked {
+        let sha = row.sha256.clone();
+        let now = crate::store::now_ms();
+        app.store
+            .write(move |conn| records::mark_damaged(conn, &sha, Some(now)))
+            .await?;
+        return Err(ApiError::from(super::disk_error(e)).with_details(json!({
+            "filename": row.filename,
+            "sha256": row.sha256,
+        })));
+    }
+    let file = tokio::fs::File::open(archive.disk.path_of(&row.sha256))
+        .await
+        .map_err(ApiError::internal)?;
+    let chunks = futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, row.size.to_string()),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
+}

@@ -1,0 +1,301 @@
+//! The package archive over HTTP: uploads stored once and checked, the
+//! snapshot repository's database and files, garbage collection that keeps
+//! what history references, the size limit, and damage found and refused.
+
+use std::path::{Path, PathBuf};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, Machine, TestServer, state};
+
+crate::on_both_backends!(
+    uploads_are_stored_once_served_and_collected,
+    a_full_archive_refuses_and_keeps_nothing,
+    damage_is_reported_and_never_served
+);
+
+/// A package file as makepkg would make it: `.PKGINFO` first, zstd.
+fn package(name: &str, version: &str, payload: &str) -> Vec<u8> {
+    let info = format!(
+        "pkgname = {name}\npkgbase = {name}\npkgver = {version}\npkgdesc = test\n\
+         arch = x86_64\nsize = {}\ndepend = glibc\n",
+        payload.len()
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in [
+        (".PKGINFO".to_owned(), info.as_bytes()),
+        (format!("usr/share/{name}/data"), payload.as_bytes()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).expect("append");
+    }
+    zstd::encode_all(&b.into_inner().expect("tar")[..], 3).expect("zstd")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+async fn upload(s: &TestServer, token: &str, query: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let resp = s
+        .client
+        .put(format!("{}/api/archive/packages{query}", s.base))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    let status = resp.status();
+    (status, resp.json().await.expect("JSON answer"))
+}
+
+async fn raw_get(s: &TestServer, path: &str) -> (StatusCode, Vec<u8>) {
+    let resp = s
+        .client
+        .get(format!("{}{path}", s.base))
+        .send()
+        .await
+        .expect("GET");
+    (resp.status(), resp.bytes().await.expect("body").to_vec())
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    count_files(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
+/// A server whose archive lives in a directory the test sees, a pool with
+/// machine "a" whose state `packages` is the pool's target.
+async fn start(
+    backend: Backend,
+    archive: &Path,
+    limit: Option<&str>,
+    packages: &[(&str, &str)],
+) -> Option<(TestServer, String, String, Machine)> {
+    let dir = archive.display().to_string();
+    let mut extra = vec![("ARCHIVE_DIR", dir.as_str())];
+    if let Some(l) = limit {
+        extra.push(("ARCHIVE_MAX_SIZE", l));
+    }
+    let s = TestServer::start_with(backend, &extra).await?;
+    let admin = s.login("admin").await;
+    let pool = s.create_pool(&admin, "lab").await;
+    let a = s.enroll(&admin, Some(&pool), "a").await;
+    assert_eq!(s.report(&a, &state(packages)).await, StatusCode::NO_CONTENT);
+    let (st, v) = s
+        .post(
+            &format!("/api/endpoints/{}/set-latest", a.id),
+            &a.token,
+            json!({}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    Some((s, admin, pool, a))
+}
+
+async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let archive: PathBuf = dir.path().join("archive");
+    let Some((s, admin, pool, a)) = start(backend, &archive, None, &[("foo", "1.0-1")]).await
+    else {
+        return;
+    };
+    let foo = package("foo", "1.0-1", "foo one");
+    let (st, v) = s
+        .get(&format!("/api/endpoints/{}/archive", a.id), &a.token)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["packages"][0]["sha256"],
+        Value::Null,
+        "nothing archived yet"
+    );
+
+    let query = format!("?name=foo&version=1.0-1&sha256={}", sha256(&foo));
+    let (st, v) = upload(&s, &a.token, &query, foo.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["filename"], "foo-1.0-1-x86_64.pkg.tar.zst");
+    let (st, v) = upload(&s, &a.token, &query, foo.clone()).await;
+    assert_eq!(st, StatusCode::OK, "the same content again: {v}");
+    assert_eq!(count_files(&archive.join("objects")), 1, "one copy");
+
+    // Refused uploads leave nothing behind.
+    let (st, v) = upload(&s, &a.token, "?name=bar&version=1.0-1", foo.clone()).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("package_mismatch"))
+    );
+    let (st, v) = upload(&s, &a.token, "", b"not a package".to_vec()).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("not_a_package"))
+    );
+    let wrong = format!("?sha256={}", sha256(b"other"));
+    let (st, v) = upload(&s, &a.token, &wrong, foo.clone()).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("hash_mismatch"))
+    );
+    assert_eq!(count_files(&archive.join("objects")), 1);
+    assert_eq!(count_files(&archive.join("tmp")), 0);
+
+    // The snapshot repository: a database real pacman's format, the file.
+    let base = format!("/repo/{pool}/current/lab/os/x86_64");
+    let (st, db) = raw_get(&s, &format!("{base}/lab.db")).await;
+    assert_eq!(st, StatusCode::OK);
+    let entries = pacsync_core::syncdb::parse_sync_db(&db).expect("a sync database");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].name, "foo");
+    assert_eq!(entries[0].sha256.as_deref(), Some(sha256(&foo).as_str()));
+    assert_eq!(entries[0].depends, ["glibc"]);
+    let (st, served) = raw_get(&s, &format!("{base}/foo-1.0-1-x86_64.pkg.tar.zst")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(served, foo);
+
+    // A newer target: foo 1.0 stays (history), an unreferenced file goes.
+    assert_eq!(
+        s.report(&a, &state(&[("foo", "2.0-1")])).await,
+        StatusCode::NO_CONTENT
+    );
+    let (st, _) = s
+        .post(
+            &format!("/api/endpoints/{}/set-latest", a.id),
+            &a.token,
+            json!({}),
+        )
+        .await;
+    assert!(st.is_success());
+    let stray = package("stray", "1-1", "nobody wants me");
+    let (st, _) = upload(&s, &a.token, "", stray).await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(count_files(&archive.join("objects")), 2);
+    let (st, gc) = s.post("/api/archive/gc", &admin, json!({})).await;
+    assert_eq!(st, StatusCode::OK, "{gc}");
+    assert_eq!(
+        gc["removed"],
+        json!(["stray-1-1-x86_64.pkg.tar.zst"]),
+        "{gc}"
+    );
+    assert_eq!(gc["kept"], 1, "{gc}");
+    assert_eq!(count_files(&archive.join("objects")), 1);
+    let (st, old) = raw_get(&s, &format!("/api/archive/files/{}", sha256(&foo))).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "files by hash need a token");
+    assert!(!old.is_empty());
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/api/archive/lookup",
+            Some(&a.token),
+            Some(json!({ "packages": [{ "name": "foo", "version": "1.0-1" }] })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["packages"][0]["sha256"], sha256(&foo), "{v}");
+    s.stop().await;
+}
+
+async fn a_full_archive_refuses_and_keeps_nothing(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join("archive");
+    let first = package("foo", "1.0-1", "x");
+    let limit = (first.len() + 10).to_string();
+    let Some((s, _admin, _pool, a)) =
+        start(backend, &archive, Some(&limit), &[("foo", "1.0-1")]).await
+    else {
+        return;
+    };
+    let (st, v) = upload(&s, &a.token, "", first).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let big = package("bar", "1.0-1", &"y".repeat(4096));
+    let (st, v) = upload(&s, &a.token, "", big).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "archive_full");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nothing was stored")),
+        "{v}"
+    );
+    assert_eq!(count_files(&archive.join("objects")), 1);
+    assert_eq!(count_files(&archive.join("tmp")), 0, "no partial file");
+    let (st, status) = s.get("/api/archive", &a.token).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "machines do not read the status");
+    let admin = s.login("admin").await;
+    let (_, status2) = s.get("/api/archive", &admin).await;
+    assert_eq!(status2["files"], 1, "{status} {status2}");
+    assert_eq!(status2["limit_bytes"].as_u64(), limit.parse().ok());
+    s.stop().await;
+}
+
+async fn damage_is_reported_and_never_served(backend: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let archive = dir.path().join("archive");
+    let Some((s, admin, pool, a)) = start(backend, &archive, None, &[("foo", "1.0-1")]).await
+    else {
+        return;
+    };
+    let foo = package("foo", "1.0-1", "foo one");
+    let (st, _) = upload(&s, &a.token, "", foo.clone()).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (_, v) = s.post("/api/archive/verify", &admin, json!({})).await;
+    assert_eq!(v["damaged"], json!([]), "{v}");
+
+    let sha = sha256(&foo);
+    let object = archive.join("objects").join(&sha[..2]).join(&sha);
+    let mut bytes = std::fs::read(&object).expect("stored");
+    bytes[10] ^= 1;
+    std::fs::write(&object, bytes).expect("corrupt");
+
+    let (st, v) = s.post("/api/archive/verify", &admin, json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    let damaged = v["damaged"].as_array().expect("list");
+    assert_eq!(damaged.len(), 1, "{v}");
+    assert!(
+        damaged[0]
+            .as_str()
+            .is_some_and(|d| d.contains("foo-1.0-1-x86_64.pkg.tar.zst")),
+        "{v}"
+    );
+    let (st, body) = raw_get(
+        &s,
+        &format!("/repo/{pool}/current/lab/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let body: Value = serde_json::from_slice(&body).expect("error body");
+    assert_eq!(body["error"]["code"], "archive_damaged");
+    let (_, db) = raw_get(&s, &format!("/repo/{pool}/current/lab/os/x86_64/lab.db")).await;
+    assert!(
+        pacsync_core::syncdb::parse_sync_db(&db)
+            .expect("database")
+            .is_empty(),
+        "a damaged file is not listed"
+    );
+
+    // A fresh upload of the same content repairs it.
+    let (st, v) = upload(&s, &a.token, "", foo.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = s.post("/api/archive/verify", &admin, json!({})).await;
+    assert_eq!(v["damaged"], json!([]), "{v}");
+    let (st, served) = raw_get(
+        &s,
+        &format!("/repo/{pool}/current/lab/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst"),
+    )
+    .await;
+    assert_eq!((st, served == foo), (StatusCode::OK, true));
+    s.stop().await;
+}
