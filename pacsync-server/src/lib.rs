@@ -88,6 +88,7 @@ impl Server {
                 pglisten::start(
                     settings.database.url.expose().to_owned(),
                     store.hub().clone(),
+                    store.generations().clone(),
                 )
                 .await?,
             ),
@@ -99,13 +100,14 @@ impl Server {
         let (alive, drained) = mpsc::channel(1);
         Ok(Server {
             state: AppState {
-                store,
+                store: store.clone(),
                 keys: Arc::new(auth::Keys::new(&secret)),
                 metrics: Arc::default(),
                 limiter: Arc::new(RateLimiter::new(settings.api_rate_limit)),
                 analysis: settings.enable_repository_analysis,
                 uploads,
                 archive,
+                caches: Arc::new(api::cache::ReadCaches::new(store.generations().clone())),
                 shutdown,
                 alive,
             },
@@ -316,7 +318,16 @@ async fn sweep_offline(store: Store) {
     let mut tick = tokio::time::interval(OFFLINE_SWEEP_EVERY);
     loop {
         tick.tick().await;
-        match store.write(store::status::sweep_offline).await {
+        let sweep = |conn: &mut store::DbConnection| {
+            let n = store::status::sweep_offline(conn)?;
+            let touched = if n == 0 {
+                store::changes::Touched::Nothing
+            } else {
+                store::changes::Touched::Listed
+            };
+            Ok((n, touched))
+        };
+        match store.write_touching(sweep).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("{n} machines went offline"),
             Err(e) => tracing::warn!("offline sweep failed: {e}"),

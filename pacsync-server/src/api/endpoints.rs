@@ -18,6 +18,7 @@ use super::{
     double_option, page_json, rfc3339,
 };
 use crate::auth::{Principal, Role};
+use crate::store::changes::Touched;
 use crate::store::endpoints::{self, EndpointPatch, ListFilter};
 use crate::store::models::EndpointRow;
 use crate::store::{StoreError, content, operations, status};
@@ -79,9 +80,13 @@ pub struct ListQuery {
     status: Option<String>,
 }
 
+/// The fleet list: the hottest read, so whole pages are kept serialized
+/// ([`super::cache::PageCache`]) while nothing they show changes, for at
+/// most a second (machines' `last_seen_at` may be that late).
 pub async fn list(
     State(app): State<AppState>,
     who: Principal,
+    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     who.require(Role::Viewer)?;
@@ -94,6 +99,17 @@ pub async fn list(
             format!("unknown status {s:?}"),
         ));
     }
+    // Every role sees the same list, so the query alone is the key.
+    let key = format!(
+        "{page}/{per_page}/{}/{}",
+        q.pool_id.as_deref().unwrap_or_default(),
+        q.status.as_deref().unwrap_or_default()
+    );
+    let pages = &app.caches.pages;
+    if let Some(cached) = pages.get(&key) {
+        return Ok(cached.respond(&headers));
+    }
+    let generation = pages.generation();
     let filter = ListFilter {
         pool_id: q.pool_id,
         status: q.status,
@@ -102,7 +118,7 @@ pub async fn list(
         .store
         .run(move |conn| endpoints::list(conn, &filter, offset, per_page))
         .await?;
-    Ok(Json(Page {
+    let body = serde_json::to_vec(&Page {
         items: rows
             .iter()
             .map(|(e, pool)| EndpointView::new(e, pool.as_deref()))
@@ -111,7 +127,10 @@ pub async fn list(
         per_page,
         total,
     })
-    .into_response())
+    .map_err(ApiError::internal)?;
+    Ok(pages
+        .insert(key, generation, Bytes::from(body))
+        .respond(&headers))
 }
 
 pub async fn get(
@@ -202,12 +221,56 @@ fn content_required(hash: &str) -> ApiError {
     .with_details(json!({ "hash": hash }))
 }
 
+/// A full report as an upload worker reads it: the packages go straight
+/// into the state's map, without a `Vec<Package>` in between.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullReport<'a> {
+    #[serde(borrow)]
+    hash: std::borrow::Cow<'a, str>,
+    packages: Option<PackagesInPlace>,
+}
+
+#[derive(Debug)]
+struct PackagesInPlace(PackageState);
+
+impl<'de> Deserialize<'de> for PackagesInPlace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Packages;
+        impl<'de> serde::de::Visitor<'de> for Packages {
+            type Value = PackagesInPlace;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of packages")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PackagesInPlace, A::Error> {
+                let mut failed = None;
+                let state = std::iter::from_fn(|| {
+                    seq.next_element::<Package>().unwrap_or_else(|e| {
+                        failed = Some(e);
+                        None
+                    })
+                })
+                .collect();
+                match failed {
+                    Some(e) => Err(e),
+                    None => Ok(PackagesInPlace(state)),
+                }
+            }
+        }
+        d.deserialize_seq(Packages)
+    }
+}
+
 /// Checks and stores a full report's packages; returns their hash. Runs
-/// on an upload worker ([`crate::uploads`]).
+/// on an upload worker ([`crate::uploads`]): parsed once, hashed once,
+/// serialized and compressed before the insert takes its writer's turn.
 pub fn store_content(store: &crate::store::Store, body: &[u8]) -> Result<String, ApiError> {
-    let report: StateReport = serde_json::from_slice(body).map_err(|e| body_error(&e))?;
+    let report: FullReport = serde_json::from_slice(body).map_err(|e| body_error(&e))?;
     let claimed: ContentHash = report.hash.parse().map_err(|_| invalid_hash())?;
-    let state = PackageState::from(report.packages.unwrap_or_default());
+    let state = report.packages.map(|p| p.0).unwrap_or_default();
     let actual = state.content_hash();
     if actual != claimed {
         return Err(ApiError::new(
@@ -228,8 +291,10 @@ pub fn store_content(store: &crate::store::Store, body: &[u8]) -> Result<String,
         return Ok(hash);
     }
     // Compressed first; only the insert waits for a writer's turn.
-    let prepared = content::prepare_state(state)?;
-    store.write_blocking(|conn| content::insert_state(conn, &prepared))?;
+    let prepared = content::prepare_state(state, hash.clone(), body.len())?;
+    store.write_blocking_touching(|conn| {
+        content::insert_state(conn, &prepared).map(|()| ((), Touched::Nothing))
+    })?;
     Ok(hash)
 }
 
@@ -301,7 +366,9 @@ pub async fn report_state(
     };
     let reported = hash.clone();
     app.store
-        .write(move |conn| endpoints::report_state(conn, &id, &reported))
+        .write_touching(move |conn| {
+            endpoints::report_state(conn, &id, &reported).map(|touched| ((), touched))
+        })
         .await
         .map_err(|e| match ApiError::from(e) {
             e if e.code == "state_content_required" => content_required(&hash),

@@ -2,6 +2,7 @@
 //! (who is calling, pagination, time format).
 
 pub mod auth;
+pub mod cache;
 pub mod endpoints;
 pub mod error;
 pub mod operations;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub uploads: crate::uploads::Uploads,
     /// The package archive (docs/archive.md).
     pub archive: crate::archive::Archive,
+    /// List pages and token owners, kept while nothing they show changed.
+    pub caches: Arc<cache::ReadCaches>,
     /// Turns true when the server shuts down; WebSocket sessions close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Held by every clone, so the server knows when the last connection

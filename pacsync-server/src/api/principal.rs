@@ -36,7 +36,22 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Who `token` belongs to, and until when (Unix seconds) it is valid.
+/// Remembered briefly ([`super::cache::PrincipalCache`]): this replica
+/// forgets every owner when a credential changes through it, and learns of
+/// other replicas' changes through their notifications.
 pub async fn authenticate(app: &AppState, token: String) -> ApiResult<(Principal, i64)> {
+    let cache = &app.caches.principals;
+    if let Some(known) = cache.get(&token, crate::store::now_ms() / 1000) {
+        return Ok(known);
+    }
+    let generation = cache.generation();
+    let (principal, until) = look_up(app, token.clone()).await?;
+    cache.insert(&token, generation, principal.clone(), until);
+    Ok((principal, until))
+}
+
+/// [`authenticate`] from the database.
+async fn look_up(app: &AppState, token: String) -> ApiResult<(Principal, i64)> {
     if token.starts_with(api_tokens::PREFIX) {
         let row = app
             .store

@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use serde_json::json;
 
+use super::changes::Touched;
 use super::models::{EndpointRow, EndpointStateRow};
 use super::schema::{endpoint_states, endpoints, pools};
 use super::{DbConnection, StoreError, StoreResult, audit, credentials, new_id, now_ms, status};
@@ -213,8 +214,10 @@ fn lock_pool_shared(conn: &mut DbConnection, pool_id: &str) -> StoreResult<()> {
 }
 
 /// Records that a machine reports state `hash` (whose content the store
-/// already has). An unchanged state costs one row update and no new rows.
-pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResult<EndpointRow> {
+/// already has). An unchanged state costs one row update and no new rows,
+/// and changes nothing but `last_seen_at` ([`Touched::Nothing`]); what
+/// else it changed the answer says.
+pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResult<Touched> {
     let ep = get(conn, id)?;
     let now = now_ms();
     let changed = ep.state_hash.as_deref() != Some(hash);
@@ -231,7 +234,7 @@ pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResul
         diesel::update(endpoints::table.find(id))
             .set(endpoints::last_seen_at.eq(now))
             .execute(conn)?;
-        return get(conn, id);
+        return Ok(Touched::Nothing);
     }
     if let Some(p) = &ep.pool_id {
         lock_pool_shared(conn, p)?;
@@ -259,7 +262,7 @@ pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResul
             .execute(conn)?;
     }
     status::recompute_endpoint(conn, id)?;
-    get(conn, id)
+    Ok(Touched::Listed)
 }
 
 /// A machine's state changes, newest first.

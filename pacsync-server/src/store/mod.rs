@@ -7,6 +7,7 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod cache;
+pub mod changes;
 pub mod content;
 pub mod credentials;
 pub mod endpoints;
@@ -28,6 +29,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::events::{self, Event, Hub};
 use crate::settings::{DatabaseKind, DatabaseSettings};
+use changes::{Generations, Touched};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -127,9 +129,14 @@ impl ManageConnection for Manager {
                 // crash may lose the last commits).
                 // busy_timeout first: switching to WAL itself needs the lock
                 // when the pool opens its connections all at once.
+                // cache_size: 1 MiB of pages per connection rather than
+                // 2 MiB; the operating system caches the file anyway, and
+                // eight connections' caches were a quarter of the resident
+                // size.
                 c.batch_execute(
                     "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                     PRAGMA cache_size = -1024;",
                 )
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(c))
@@ -161,6 +168,8 @@ pub struct Store {
     /// handler, which sleeps 1, 2, 5, 10, 15, 20, 25 … ms between retries:
     /// those sleeps were the writers' p99 (~35 and ~80 ms) under load.
     writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// What committed writes changed, for the API's read caches.
+    generations: std::sync::Arc<Generations>,
 }
 
 impl std::fmt::Debug for Store {
@@ -192,6 +201,7 @@ impl Store {
             kind: db.kind,
             hub: Hub::default(),
             writer: std::sync::Arc::default(),
+            generations: std::sync::Arc::default(),
         })
     }
 
@@ -202,6 +212,12 @@ impl Store {
     /// Where committed changes are announced to this process's sockets.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The counters committed writes bump (and, on PostgreSQL, the
+    /// notifications of other replicas' writes).
+    pub fn generations(&self) -> &std::sync::Arc<Generations> {
+        &self.generations
     }
 
     fn conn(&self) -> StoreResult<PooledConnection<Manager>> {
@@ -244,14 +260,26 @@ impl Store {
     }
 
     /// Runs `f` in a write transaction (see [`write_tx`]) and announces
-    /// its events once it committed.
+    /// its events once it committed. The read caches count it as having
+    /// changed anything ([`Touched::Everything`]).
     pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> StoreResult<T> + Send + 'static,
     {
+        self.write_touching(move |c| f(c).map(|v| (v, Touched::Everything)))
+            .await
+    }
+
+    /// [`Store::write`] for a transaction that says what it changed, so
+    /// that the read caches keep what it did not touch.
+    pub async fn write_touching<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> StoreResult<(T, Touched)> + Send + 'static,
+    {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_blocking(f))
+        tokio::task::spawn_blocking(move || store.write_blocking_touching(f))
             .await
             .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
     }
@@ -260,6 +288,14 @@ impl Store {
     pub fn write_blocking<T, F>(&self, f: F) -> StoreResult<T>
     where
         F: FnOnce(&mut DbConnection) -> StoreResult<T>,
+    {
+        self.write_blocking_touching(|c| f(c).map(|v| (v, Touched::Everything)))
+    }
+
+    /// [`Store::write_touching`] for callers on their own thread.
+    pub fn write_blocking_touching<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> StoreResult<(T, Touched)>,
     {
         // The queue comes before the pool, so waiting writers do not hold
         // connections that readers need.
@@ -272,7 +308,10 @@ impl Store {
             DatabaseKind::Postgresql => None,
         };
         let mut conn = self.conn()?;
-        let (value, events) = write_tx_events(&mut conn, f)?;
+        let ((value, touched), events) = write_tx_events(&mut conn, f)?;
+        // Before the caller answers anyone: a read that follows this write
+        // must not be served from a cache made before it.
+        self.generations.bump(touched);
         // PostgreSQL announces through NOTIFY, which comes back to this
         // process through its listener like to every replica.
         if self.kind == DatabaseKind::Internal {
@@ -296,13 +335,13 @@ pub fn write_tx<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<T>
 where
     F: FnOnce(&mut DbConnection) -> StoreResult<T>,
 {
-    write_tx_events(conn, f).map(|(v, _)| v)
+    write_tx_events(conn, |c| f(c).map(|v| (v, Touched::Everything))).map(|((v, _), _)| v)
 }
 
 /// [`write_tx`], returning the events of a committed transaction.
-fn write_tx_events<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<(T, Vec<Event>)>
+fn write_tx_events<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<((T, Touched), Vec<Event>)>
 where
-    F: FnOnce(&mut DbConnection) -> StoreResult<T>,
+    F: FnOnce(&mut DbConnection) -> StoreResult<(T, Touched)>,
 {
     events::begin();
     let result = write_tx_inner(conn, f);
@@ -310,29 +349,38 @@ where
     result.map(|v| (v, events))
 }
 
-fn pg_notify(conn: &mut diesel::PgConnection) -> StoreResult<()> {
+fn pg_notify(conn: &mut diesel::PgConnection, touched: Touched) -> StoreResult<()> {
     // NOTIFY inside the transaction: PostgreSQL delivers it at commit and
     // drops it on rollback.
-    for payload in events::pg_payloads(&events::pending()) {
+    let payloads = events::pg_payloads(&events::pending());
+    let mut send = |channel: &str, payload: &str| {
         diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<diesel::sql_types::Text, _>(events::PG_CHANNEL)
+            .bind::<diesel::sql_types::Text, _>(channel)
             .bind::<diesel::sql_types::Text, _>(payload)
-            .execute(conn)?;
+            .execute(conn)
+    };
+    for payload in &payloads {
+        send(events::PG_CHANNEL, payload)?;
+    }
+    // Replicas take any event as a change of what lists show; the rest
+    // needs saying (a change of credentials always does).
+    if touched == Touched::Everything || (touched == Touched::Listed && payloads.is_empty()) {
+        send(changes::PG_CHANNEL, touched.as_payload())?;
     }
     Ok(())
 }
 
-fn write_tx_inner<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<T>
+fn write_tx_inner<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<(T, Touched)>
 where
-    F: FnOnce(&mut DbConnection) -> StoreResult<T>,
+    F: FnOnce(&mut DbConnection) -> StoreResult<(T, Touched)>,
 {
     match conn {
         DbConnection::Pg(_) => conn.transaction(|c| {
-            let value = f(c)?;
+            let (value, touched) = f(c)?;
             if let DbConnection::Pg(pg) = c {
-                pg_notify(pg)?;
+                pg_notify(pg, touched)?;
             }
-            Ok(value)
+            Ok((value, touched))
         }),
         DbConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;

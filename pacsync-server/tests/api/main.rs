@@ -5,6 +5,7 @@ mod api_tokens;
 mod archive;
 mod authz;
 mod bad_input;
+mod caches;
 mod concurrency;
 mod durability;
 mod flow;

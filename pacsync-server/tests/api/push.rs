@@ -13,11 +13,11 @@ use crate::harness::{Backend, TestServer, state};
 
 crate::on_both_backends!(machines_and_admins_hear_changes);
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects with the token in the header (`query: false`) or the query.
-async fn connect(s: &TestServer, token: &str, query: bool) -> Socket {
+pub(crate) async fn connect(s: &TestServer, token: &str, query: bool) -> Socket {
     let ws = s.base.replacen("http", "ws", 1);
     let mut req = if query {
         format!("{ws}/api/ws?access_token={token}")
@@ -41,7 +41,7 @@ async fn connect(s: &TestServer, token: &str, query: bool) -> Socket {
 }
 
 /// The next message of type `kind` within `within`, skipping others.
-async fn next(socket: &mut Socket, kind: &str, within: Duration) -> Value {
+pub(crate) async fn next(socket: &mut Socket, kind: &str, within: Duration) -> Value {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let msg = tokio::time::timeout_at(deadline, socket.next())
