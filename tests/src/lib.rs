@@ -9,9 +9,11 @@
 pub mod command;
 pub mod daemon_process;
 pub mod desc;
+pub mod docgen;
 pub mod desktop;
 pub mod generate;
 pub mod package;
+pub mod pacman_output;
 pub mod repo;
 pub mod require;
 pub mod sandbox;
