@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::state::TargetState;
 use crate::version::Version;
@@ -18,6 +19,25 @@ use crate::version::Version;
 pub struct RepoIndex {
     pub name: String,
     pub packages: BTreeMap<String, Version>,
+}
+
+impl RepoIndex {
+    /// The content hash machines report and the server stores a repository
+    /// under: sha256 over `pacsync-repo-v1\n`, the name and a NUL, then
+    /// `name\0version\0\n` per package in name order, as lowercase hex.
+    pub fn content_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"pacsync-repo-v1\n");
+        h.update(self.name.as_bytes());
+        h.update(b"\0");
+        for (name, version) in &self.packages {
+            h.update(name.as_bytes());
+            h.update(b"\0");
+            h.update(version.as_str().as_bytes());
+            h.update(b"\0\n");
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 /// A member's repositories, in its pacman.conf order.
@@ -205,6 +225,21 @@ mod tests {
                 .map(|(n, v)| ((*n).into(), (*v).into()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn repository_hash_is_fixed_and_follows_the_content() {
+        let core = repo("core", &[("bash", "5.2.037-1"), ("acl", "2.3.2-1")]);
+        // Pinned: daemons and servers of different versions must agree.
+        assert_eq!(
+            core.content_hash(),
+            "1a8b9e82d10489b74d04b687384347a39e5b3de6494f3cbd5006dc2365c08572"
+        );
+        let mut other = core.clone();
+        other.name = "extra".into();
+        assert_ne!(other.content_hash(), core.content_hash());
+        let newer = repo("core", &[("bash", "5.2.037-2"), ("acl", "2.3.2-1")]);
+        assert_ne!(newer.content_hash(), core.content_hash());
     }
 
     fn target(pkgs: &[(&str, &str)]) -> TargetState {

@@ -21,6 +21,9 @@ pub struct Config {
     pub report_interval_secs: u64,
     /// Where credentials, the status cache and the state history live.
     pub state_dir: PathBuf,
+    /// Run the syncs and reverts an operator requests through the server
+    /// (the push channel); when false they are reported failed.
+    pub accept_remote_operations: bool,
     pub pacman: PacmanConfig,
 }
 
@@ -46,6 +49,7 @@ impl Default for Config {
             machine_name: String::new(),
             report_interval_secs: 900,
             state_dir: PathBuf::from("/var/lib/pacsync"),
+            accept_remote_operations: true,
             pacman: PacmanConfig::default(),
         }
     }
@@ -88,6 +92,11 @@ impl Config {
             self.report_interval_secs = v
                 .parse()
                 .with_context(|| format!("PACSYNC_REPORT_INTERVAL_SECS={v:?} is not a number"))?;
+        }
+        if let Some(v) = var("PACSYNC_ACCEPT_REMOTE_OPERATIONS") {
+            self.accept_remote_operations = v.parse().with_context(|| {
+                format!("PACSYNC_ACCEPT_REMOTE_OPERATIONS={v:?} is not true or false")
+            })?;
         }
         if let Some(v) = var("PACSYNC_STATE_DIR") {
             self.state_dir = v.into();

@@ -153,6 +153,10 @@ pub struct Daemon {
     pub cancel: Mutex<Option<crate::executor::CancelFlag>>,
     /// Wakes the reporter.
     pub report_now: Notify,
+    /// One report at a time, so an older answer never overwrites a newer.
+    pub report_lock: Mutex<()>,
+    /// Tells the push channel the credentials changed.
+    pub push_reset: Notify,
     pub connection: OnceLock<zbus::Connection>,
 }
 
@@ -196,6 +200,8 @@ impl Daemon {
             operation_lock: Arc::new(Mutex::new(())),
             cancel: Mutex::new(None),
             report_now: Notify::new(),
+            report_lock: Mutex::new(()),
+            push_reset: Notify::new(),
             connection: OnceLock::new(),
             state_dir,
         });
@@ -231,6 +237,7 @@ impl Daemon {
         })
         .await;
         self.report_now.notify_one();
+        self.push_reset.notify_one();
         Ok(())
     }
 

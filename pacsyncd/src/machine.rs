@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use pacsync_core::analysis::RepoIndex;
 use pacsync_core::package::Origin;
 use pacsync_core::pacman_conf::PacmanConf;
 use pacsync_core::state::PackageState;
@@ -51,6 +52,24 @@ pub struct MachineSnapshot {
     pub state: PackageState,
     pub repos: Vec<SyncRepo>,
     pub paths: PacmanPaths,
+}
+
+impl MachineSnapshot {
+    /// The sync repositories as the server's repository analysis takes
+    /// them, in pacman.conf order.
+    pub fn repo_indexes(&self) -> Vec<RepoIndex> {
+        self.repos
+            .iter()
+            .map(|r| RepoIndex {
+                name: r.name.clone(),
+                packages: r
+                    .entries
+                    .values()
+                    .map(|e| (e.name.clone(), e.version.clone()))
+                    .collect(),
+            })
+            .collect()
+    }
 }
 
 /// Read pacman.conf, the local database and every sync database.

@@ -9,6 +9,8 @@ mod executor;
 mod machine;
 mod operation;
 mod pacman;
+mod pacman_version;
+mod push;
 mod reporter;
 mod server;
 mod service;
@@ -84,6 +86,19 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     let (config_path, explicit) = parse_args()?;
     let config = Config::load(&config_path, explicit)?;
+    match pacman_version::detect(&config.pacman.binary, &config.pacman.config).await {
+        Some(info) => tracing::info!(
+            pacman = %info.pacman,
+            libalpm = %info.libalpm,
+            download_user = info.download_user.as_deref().unwrap_or(""),
+            sandboxed_downloads = info.sandboxed_downloads(),
+            "pacman found"
+        ),
+        None => tracing::warn!(
+            "cannot tell which pacman {} is; running it all the same",
+            config.pacman.binary.display()
+        ),
+    }
     let daemon = Daemon::new(config)?;
     daemon.rescan().await;
 
@@ -104,6 +119,7 @@ async fn run() -> anyhow::Result<()> {
     tracing::info!("serving {} on the system bus", pacsync_dbus::BUS_NAME);
 
     tokio::spawn(reporter::run(daemon.clone()));
+    tokio::spawn(push::run(daemon.clone()));
     let watcher = tokio::spawn(watch::run(daemon.clone()));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

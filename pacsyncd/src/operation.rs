@@ -134,12 +134,14 @@ fn server_error(e: ServerError) -> DaemonError {
 }
 
 /// Check, take the operation lock and run `kind` in the background;
-/// returns the operation id at once.
+/// returns the operation id at once. `requested` is the server's
+/// operation when an operator asked for this one through the server.
 pub async fn start(
     daemon: Arc<Daemon>,
     kind: Kind,
     caller: String,
     comment: String,
+    requested: Option<String>,
 ) -> Result<String, DaemonError> {
     let guard = daemon
         .operation_lock
@@ -151,8 +153,9 @@ pub async fn start(
         preview(&inner, kind)?;
     }
     let client = daemon.client().await;
-    let server_op = match (kind, &client) {
-        (Kind::Sync | Kind::Revert, Some(c)) => c.start_operation(kind.as_str()).await.ok(),
+    let server_op = match (kind, &client, requested) {
+        (_, _, Some(id)) => Some(id),
+        (Kind::Sync | Kind::Revert, Some(c), None) => c.start_operation(kind.as_str()).await.ok(),
         _ => None,
     };
     let id = server_op

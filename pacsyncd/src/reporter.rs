@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::daemon::{Daemon, now};
+use crate::machine::MachineSnapshot;
 use crate::server::ServerError;
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -20,16 +21,26 @@ pub async fn report_once(daemon: &Arc<Daemon>) -> Result<(), ServerError> {
     let Some(client) = daemon.client().await else {
         return Ok(());
     };
-    let state = daemon
-        .inner
-        .lock()
-        .await
-        .machine
-        .as_ref()
-        .map(|m| m.state.clone());
+    let _one_at_a_time = daemon.report_lock.lock().await;
+    let (state, repos) = {
+        let inner = daemon.inner.lock().await;
+        let machine = inner.machine.as_ref();
+        (
+            machine.map(|m| m.state.clone()),
+            machine.map(MachineSnapshot::repo_indexes),
+        )
+    };
     let result = async {
         if let Some(state) = &state {
             client.report_state(state).await?;
+        }
+        if let Some(repos) = &repos {
+            match client.report_repositories(repos).await {
+                Err(e @ ServerError::Unreachable(_)) => return Err(e),
+                // The status does not depend on it: report the state anyway.
+                Err(e) => tracing::warn!("repository report refused: {e}"),
+                Ok(()) => {}
+            }
         }
         let endpoint = client.endpoint().await?;
         let target = client.target().await?;

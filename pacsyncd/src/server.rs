@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use pacsync_core::analysis::RepoIndex;
 use pacsync_core::package::Package;
 use pacsync_core::plan::Policy;
 use pacsync_core::state::{PackageState, TargetState};
@@ -182,7 +183,9 @@ impl ServerClient {
         ))
     }
 
-    async fn refresh(&self) -> Result<(), ServerError> {
+    /// Get a new access token with the refresh token (the push channel
+    /// does so when the server refuses its handshake).
+    pub async fn refresh(&self) -> Result<(), ServerError> {
         #[derive(Deserialize)]
         struct Refreshed {
             access_token: String,
@@ -328,6 +331,113 @@ impl ServerClient {
         .await
         .map(drop)
     }
+}
+
+impl ServerClient {
+    /// The push channel's address (`ws[s]://…/api/ws`) and the current
+    /// access token to open it with.
+    pub async fn push_endpoint(&self) -> (String, String) {
+        let c = self.creds.lock().await;
+        let url = if let Some(rest) = c.server_url.strip_prefix("https://") {
+            format!("wss://{rest}/api/ws")
+        } else {
+            let rest = c
+                .server_url
+                .strip_prefix("http://")
+                .unwrap_or(&c.server_url);
+            format!("ws://{rest}/api/ws")
+        };
+        (url, c.access_token.clone())
+    }
+
+    /// Operations requested for this machine that nobody has started.
+    pub async fn queued_operations(&self) -> Result<Vec<RemoteOperation>, ServerError> {
+        #[derive(Deserialize)]
+        struct Page {
+            items: Vec<RemoteOperation>,
+        }
+        let id = self.endpoint_id().await;
+        let page: Page = self
+            .call(
+                Method::GET,
+                &format!("/api/endpoints/{id}/operations?status=queued"),
+                None,
+            )
+            .await?;
+        Ok(page.items)
+    }
+
+    /// Report the repositories: hashes first, then the contents the server
+    /// names as missing.
+    pub async fn report_repositories(&self, repos: &[RepoIndex]) -> Result<(), ServerError> {
+        let hashes: Vec<String> = repos.iter().map(RepoIndex::content_hash).collect();
+        let short: Vec<Value> = repos
+            .iter()
+            .zip(&hashes)
+            .map(|(r, h)| json!({ "name": r.name, "hash": h }))
+            .collect();
+        let missing = match self
+            .send(
+                Method::PUT,
+                "/api/repositories",
+                Some(&json!({ "repositories": short })),
+            )
+            .await?
+        {
+            r if r.status() == StatusCode::CONFLICT => {
+                let body: Value = r
+                    .json()
+                    .await
+                    .map_err(|e| ServerError::Unreachable(e.to_string()))?;
+                if body["error"]["code"] != "repository_content_required" {
+                    return Err(ServerError::Api {
+                        status: 409,
+                        code: body["error"]["code"].as_str().unwrap_or_default().into(),
+                        message: body["error"]["message"].as_str().unwrap_or_default().into(),
+                    });
+                }
+                body["error"]["details"]["missing"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|h| h.as_str().map(str::to_owned))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            }
+            r => return decode::<Value>(r).await.map(drop),
+        };
+        let full: Vec<Value> = repos
+            .iter()
+            .zip(&hashes)
+            .map(|(r, h)| {
+                if missing.contains(h) {
+                    json!({ "name": r.name, "hash": h, "packages": r.packages })
+                } else {
+                    json!({ "name": r.name, "hash": h })
+                }
+            })
+            .collect();
+        self.call::<Value>(
+            Method::PUT,
+            "/api/repositories",
+            Some(&json!({ "repositories": full })),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// An operation as the server shows it (`GET /api/operations/{id}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteOperation {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    #[serde(default)]
+    pub target_hash: Option<String>,
 }
 
 /// RFC 3339 → unix seconds; 0 when unreadable (shown as "unknown").

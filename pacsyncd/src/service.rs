@@ -178,7 +178,7 @@ impl DaemonService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, DaemonError> {
         let who = authorize(conn, &header, actions::SYNC).await?;
-        operation::start(self.daemon.clone(), Kind::Sync, who, String::new()).await
+        operation::start(self.daemon.clone(), Kind::Sync, who, String::new(), None).await
     }
 
     async fn set_latest(
@@ -198,6 +198,7 @@ impl DaemonService {
             Kind::SetLatest,
             who,
             comment.to_owned(),
+            None,
         )
         .await
     }
@@ -208,7 +209,7 @@ impl DaemonService {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, DaemonError> {
         let who = authorize(conn, &header, actions::REVERT).await?;
-        operation::start(self.daemon.clone(), Kind::Revert, who, String::new()).await
+        operation::start(self.daemon.clone(), Kind::Revert, who, String::new(), None).await
     }
 
     async fn cancel(

@@ -21,6 +21,7 @@ pub mod scratch;
 pub mod server_process;
 pub mod synthetic;
 pub mod system_bus;
+pub mod waybar_stream;
 
 pub use command::CommandError;
 pub use desc::{LocalInstall, SyncFile};

@@ -1,14 +1,13 @@
 //! The `pacsync` command against a real pacsyncd on a private system bus
 //! with a real polkitd: output, JSON shapes and exit codes.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use pacsync_tests::daemon_process::{DaemonHome, DaemonProcess};
 use pacsync_tests::system_bus::{SystemBus, TestUser};
+use pacsync_tests::waybar_stream::WaybarStream;
 use pacsync_tests::{Sandbox, require_pacman_sandbox};
 use serde_json::Value;
 
@@ -176,38 +175,14 @@ fn completions_and_man_page() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH pacsync"));
 }
 
-/// Lines of `pacsync waybar`, read on a thread so the test can wait on
-/// them with a timeout.
-fn waybar_lines(bus: &SystemBus) -> (std::process::Child, mpsc::Receiver<Value>) {
-    let mut child = Command::new(CLI)
-        .args(["--bus", bus.address(), "waybar"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("waybar mode");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx
-                .send(serde_json::from_str(&line).expect("every line is JSON"))
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
 #[test]
 fn waybar_survives_the_daemon_restarting() {
     let Some((bus, _sandbox, home, daemon)) = start() else {
         return;
     };
-    let (mut child, lines) = waybar_lines(&bus);
+    let lines = WaybarStream::start(Path::new(CLI), bus.address()).expect("waybar mode");
     let first = lines
-        .recv_timeout(Duration::from_secs(10))
+        .next(Duration::from_secs(10))
         .expect("a line at start");
     assert_eq!(first["class"], "unregistered");
     for key in ["text", "alt", "class", "tooltip", "percentage"] {
@@ -215,14 +190,12 @@ fn waybar_survives_the_daemon_restarting() {
     }
     daemon.kill().expect("kill the daemon");
     let gone = lines
-        .recv_timeout(Duration::from_secs(5))
+        .next(Duration::from_secs(5))
         .expect("a line when the daemon leaves");
     assert_eq!(gone["class"], "unavailable");
     let _again = DaemonProcess::start(&daemon_binary(), &bus, &home).expect("daemon again");
     let back = lines
-        .recv_timeout(Duration::from_secs(5))
+        .next(Duration::from_secs(5))
         .expect("a line when it is back");
     assert_eq!(back["class"], "unregistered");
-    let _ = child.kill();
-    let _ = child.wait();
 }
