@@ -71,6 +71,21 @@ pub enum Presence {
     Ready(DaemonView),
 }
 
+/// Who set a target: "by alice from desk", or "from desk" when a machine
+/// set it (the server names machines `machine:<id>`).
+pub fn origin(t: &TargetInfo) -> String {
+    let machine = !t.from_machine.is_empty();
+    match (
+        t.set_by.starts_with("machine:") || t.set_by.is_empty(),
+        machine,
+    ) {
+        (true, true) => format!("from {}", t.from_machine),
+        (true, false) => "by a machine".into(),
+        (false, true) => format!("by {} from {}", t.set_by, t.from_machine),
+        (false, false) => format!("by {}", t.set_by),
+    }
+}
+
 /// A status as a person reads it; unknown values are shown verbatim.
 pub fn status_word(status: &str) -> String {
     match status {
@@ -406,6 +421,20 @@ mod tests {
             buttons(&Presence::Unavailable("gone".into())),
             Buttons::default()
         );
+    }
+
+    #[test]
+    fn who_set_the_target() {
+        let mut t = TargetInfo {
+            set_by: "alice".into(),
+            from_machine: "desk".into(),
+            ..TargetInfo::default()
+        };
+        assert_eq!(origin(&t), "by alice from desk");
+        t.set_by = "machine:7".into();
+        assert_eq!(origin(&t), "from desk");
+        t.from_machine.clear();
+        assert_eq!(origin(&t), "by a machine");
     }
 
     #[test]

@@ -402,14 +402,11 @@ impl Ui {
                     lines.push("Target: none yet".into());
                 } else {
                     let mut t = format!(
-                        "Target: {} set by {}",
+                        "Target: {} set {} on {}",
                         &v.target.hash[..v.target.hash.len().min(12)],
-                        v.target.set_by
+                        model::origin(&v.target),
+                        format_time(v.target.set_at)
                     );
-                    if !v.target.from_machine.is_empty() {
-                        t.push_str(&format!(" from {}", v.target.from_machine));
-                    }
-                    t.push_str(&format!(" on {}", format_time(v.target.set_at)));
                     if !v.target.comment.is_empty() {
                         t.push_str(&format!(" — “{}”", v.target.comment));
                     }

@@ -164,7 +164,7 @@ fn the_window_shows_the_plan_syncs_cancels_and_follows_the_daemon() {
     assert_eq!(s["pool"], "office");
     let details = s["details"].as_str().unwrap_or_default();
     assert!(details.contains("Pool: office"), "{details}");
-    assert!(details.contains("set by admin from reference"), "{details}");
+    assert!(details.contains("set from reference on "), "{details}");
     assert!(details.contains("“the office baseline”"), "{details}");
     let plan = rows(&s);
     assert_eq!(plan[0][..3], ["alpha", "1.0-1", "2.0-1"]);

@@ -226,6 +226,21 @@ pub fn ago(unix: i64, now: i64) -> String {
     }
 }
 
+/// Who set a target: "by alice from desk", or "from desk" when a machine
+/// set it (the server names machines `machine:<id>`).
+pub fn origin(t: &TargetInfo) -> String {
+    let machine = !t.from_machine.is_empty();
+    match (
+        t.set_by.starts_with("machine:") || t.set_by.is_empty(),
+        machine,
+    ) {
+        (true, true) => format!("from {}", t.from_machine),
+        (true, false) => "by a machine".into(),
+        (false, true) => format!("by {} from {}", t.set_by, t.from_machine),
+        (false, false) => format!("by {}", t.set_by),
+    }
+}
+
 /// The tooltip's description, one fact per line.
 pub fn tooltip_body(presence: &Presence, now: i64) -> String {
     let v = match presence {
@@ -239,16 +254,12 @@ pub fn tooltip_body(presence: &Presence, now: i64) -> String {
         lines.push(format!("Pool: {}", v.pool));
     }
     if !v.target.hash.is_empty() {
-        let mut t = format!(
-            "Target: {} by {}",
+        lines.push(format!(
+            "Target: {} {}, {}",
             &v.target.hash[..v.target.hash.len().min(12)],
-            v.target.set_by
-        );
-        if !v.target.from_machine.is_empty() {
-            t.push_str(&format!(" from {}", v.target.from_machine));
-        }
-        t.push_str(&format!(", {}", ago(v.target.set_at, now)));
-        lines.push(t);
+            origin(&v.target),
+            ago(v.target.set_at, now)
+        ));
         lines.push(format!("Plan: {}", plan_summary(&v.plan)));
     }
     if !v.last_error.is_empty() {
@@ -420,6 +431,13 @@ mod tests {
         assert!(body.contains("Pool: office"), "{body}");
         assert!(
             body.contains("Target: 0123456789ab by admin from reference, 2 h ago"),
+            "{body}"
+        );
+        let mut by_machine = view("behind");
+        by_machine.target.set_by = "machine:42".into();
+        let body = tooltip_body(&Presence::Ready(by_machine), 1000);
+        assert!(
+            body.contains("Target: 0123456789ab from reference, just now"),
             "{body}"
         );
         assert!(body.contains("Last sync: never"), "{body}");
