@@ -67,7 +67,7 @@ pub async fn report(
         }
         if let Some(packages) = r.packages {
             let index = RepoIndex { name, packages };
-            let actual = repos::repo_hash(&index);
+            let actual = index.content_hash();
             if actual != hash {
                 return Err(invalid(
                     "hash_mismatch",

@@ -1,7 +1,7 @@
 //! Repositories machines report and the per-pool repository analysis.
 //!
 //! Each repository (name and package → version map) is stored once per
-//! distinct content under its [`repo_hash`]; a machine keeps only the list
+//! distinct content under its [`RepoIndex::content_hash`]; a machine keeps only the list
 //! of hashes in its pacman.conf order. The analysis of a pool runs over the
 //! distinct repository *lists* of its members — machines on the same
 //! mirrors count once — and the names it excludes are kept on the pool,
@@ -11,28 +11,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use diesel::prelude::*;
 use pacsync_core::analysis::{MachineRepos, Overrides, RepoAnalysis, RepoIndex, analyze};
-use sha2::{Digest, Sha256};
 
 use super::models::PoolRow;
 use super::schema::{endpoint_repos, endpoints, pools, repo_contents};
 use super::{DbConnection, StoreError, StoreResult, content, now_ms, on_each_backend, status};
-
-/// The content hash of a repository: sha256 over `pacsync-repo-v1\n`, the
-/// name and a NUL, then `name\0version\0\n` per package in name order, as
-/// lowercase hex. Daemons compute the same to report the hash alone.
-pub fn repo_hash(repo: &RepoIndex) -> String {
-    let mut h = Sha256::new();
-    h.update(b"pacsync-repo-v1\n");
-    h.update(repo.name.as_bytes());
-    h.update(b"\0");
-    for (name, version) in &repo.packages {
-        h.update(name.as_bytes());
-        h.update(b"\0");
-        h.update(version.as_str().as_bytes());
-        h.update(b"\0\n");
-    }
-    hex::encode(h.finalize())
-}
 
 /// The hashes among `hashes` whose content the server lacks.
 pub fn missing(conn: &mut DbConnection, hashes: &[String]) -> StoreResult<Vec<String>> {
@@ -51,7 +33,7 @@ pub fn missing(conn: &mut DbConnection, hashes: &[String]) -> StoreResult<Vec<St
 
 /// Stores a repository's content unless already there.
 pub fn put(conn: &mut DbConnection, repo: &RepoIndex) -> StoreResult<String> {
-    let hash = repo_hash(repo);
+    let hash = repo.content_hash();
     if missing(conn, std::slice::from_ref(&hash))?.is_empty() {
         return Ok(hash);
     }

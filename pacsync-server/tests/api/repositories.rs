@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use pacsync_core::analysis::RepoIndex;
-use pacsync_server::store::repos::repo_hash;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -20,7 +19,7 @@ fn repo(name: &str, pkgs: &[(&str, &str)]) -> (RepoIndex, String) {
             .map(|(n, v)| ((*n).to_owned(), (*v).into()))
             .collect::<BTreeMap<_, _>>(),
     };
-    let hash = repo_hash(&index);
+    let hash = index.content_hash();
     (index, hash)
 }
 
