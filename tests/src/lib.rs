@@ -6,14 +6,21 @@
 //! parallel. Set `PACSYNC_KEEP_SANDBOX=1` to keep the directories of a failing
 //! test for inspection.
 
+pub mod admin_watch;
 pub mod command;
 pub mod daemon_process;
 pub mod desc;
 pub mod docgen;
 pub mod desktop;
 pub mod generate;
+pub mod machine;
+pub mod office;
 pub mod package;
 pub mod pacman_output;
+/// A throwaway PostgreSQL, the one the server's API tests start.
+#[path = "../../pacsync-server/tests/api/pg.rs"]
+#[allow(missing_debug_implementations)]
+pub mod postgres;
 pub mod repo;
 pub mod require;
 pub mod sandbox;

@@ -157,6 +157,11 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
+    /// The bearer token, e.g. for the push channel.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// `METHOD path` with an optional JSON body; non-2xx is an error that
     /// carries the server's error body.
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
