@@ -10,7 +10,7 @@ import { draggable } from './drag.js';
 const PER_PAGE = 50;
 
 export async function render(main) {
-  const view = { pools: [], machines: new Map(), ops: new Map(), page: 1, text: '', status: '', pool: '' };
+  const view = { pools: [], machines: new Map(), ops: new Map(), page: 1, text: '', status: '', pool: '', choice: new Map() };
   const poolsBox = h('div', { class: 'grid', id: 'pools' });
   const opsBox = h('div', { id: 'pending' });
   const machinesBox = h('div', { id: 'machines' });
@@ -91,23 +91,29 @@ export async function render(main) {
       const op = pending.get(m.id);
       let mover = null;
       if (admin) {
-        const sel = h('select', { 'aria-label': `Pool for ${m.name}` },
-          h('option', { value: '' }, 'No pool'),
-          view.pools.map((p) => h('option', { value: p.id, selected: p.id === m.pool_id }, p.name)));
-        mover = h('span', {}, sel, ' ', h('button', { type: 'button', class: 'ghost', onclick: () => move(m, sel.value || null) }, 'Move'));
+        // A redraw keeps what the user picked and where the focus was.
+        const chosen = view.choice.has(m.id) ? view.choice.get(m.id) : (m.pool_id || '');
+        const sel = h('select', { 'aria-label': `Pool for ${m.name}`, dataset: { focusKey: `pool:${m.id}` },
+          onchange: () => view.choice.set(m.id, sel.value) },
+        h('option', { value: '' }, 'No pool'),
+        view.pools.map((p) => h('option', { value: p.id, selected: p.id === chosen }, p.name)));
+        mover = h('span', {}, sel, ' ', h('button', { type: 'button', class: 'ghost', dataset: { focusKey: `move:${m.id}` },
+          onclick: () => { view.choice.delete(m.id); move(m, sel.value || null); } }, 'Move'));
       }
       return h('tr', { dataset: { machine: m.id, name: m.name } },
         h('td', {}, handle, h('a', { href: `#/machines/${m.id}` }, m.name)),
-        h('td', {}, m.pool_id ? h('a', { href: `#/pools/${m.pool_id}` }, poolName(m.pool_id) || m.pool_name) : h('span', { class: 'muted' }, 'none')),
+        h('td', { class: 'pool' }, m.pool_id ? h('a', { href: `#/pools/${m.pool_id}` }, poolName(m.pool_id) || m.pool_name) : h('span', { class: 'muted' }, 'none')),
         h('td', { class: 'status' }, badge(m.status)),
         h('td', {}, when(m.last_seen_at)),
         h('td', {}, op ? `${op.kind} ${op.status} ${op.progress}%` : ''),
         admin ? h('td', {}, mover) : null);
     });
+    const focused = machinesBox.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
     clear(machinesBox,
       h('table', {}, h('thead', {}, h('tr', {}, ['Machine', 'Pool', 'Status', 'Last seen', 'Operation', admin ? 'Move to pool' : null]
         .filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))), h('tbody', {}, rows)),
       pager(view.page, PER_PAGE, list.length, (p) => { view.page = p; drawMachines(); }));
+    if (focused) machinesBox.querySelector(`[data-focus-key="${focused}"]`)?.focus();
   }
 
   function draw() { drawPools(); drawOps(); drawMachines(); }
