@@ -2,7 +2,8 @@
 //! allows.
 //!
 //! Order: resolve every package file (sync repository at the exact version,
-//! else the pacman cache, else a URL the server gives) → stop, naming what is
+//! else the pacman cache, else the server's package archive, downloaded and
+//! hash-checked by [`crate::archive`]) → stop, naming what is
 //! missing, if any file cannot be had → let pacman resolve the whole `-U`
 //! transaction without committing it (`--print`) → one `-U` transaction for
 //! every install, upgrade, downgrade and reinstall → one `-R` for removals
@@ -26,16 +27,29 @@ use crate::pacman::{Pacman, PacmanError, Step};
 pub struct Resolution {
     /// Paths or URLs, in plan order, for the `-U` transaction.
     pub files: Vec<String>,
-    /// `name version` of every file no source has.
+    /// `name version` of every file no source has, with why when known.
     pub missing: Vec<String>,
+    /// `(name, version)` of every file no source has.
+    pub wanted: Vec<(String, String)>,
 }
 
-/// Find every file the plan's installs need. `server_urls` maps
-/// `(name, version)` to a URL the server offers (its package archive).
+impl Resolution {
+    /// Adds why each missing file could not be had.
+    pub fn explain(&mut self, why: &HashMap<(String, String), String>) {
+        for (label, key) in self.missing.iter_mut().zip(&self.wanted) {
+            if let Some(reason) = why.get(key) {
+                label.push_str(&format!(" ({reason})"));
+            }
+        }
+    }
+}
+
+/// Find every file the plan's installs need. `from_server` maps
+/// `(name, version)` to a file fetched from the server's package archive.
 pub fn resolve(
     plan: &SyncPlan,
     machine: &MachineSnapshot,
-    server_urls: &HashMap<(String, String), String>,
+    from_server: &HashMap<(String, String), String>,
 ) -> Resolution {
     let cached = index_cache(&machine.paths.cache_dirs);
     let mut out = Resolution::default();
@@ -57,10 +71,13 @@ pub fn resolve(
         let key = (step.name.clone(), version.to_string());
         let source = from_repo
             .or_else(|| cached.get(&key).map(|p| p.display().to_string()))
-            .or_else(|| server_urls.get(&key).cloned());
+            .or_else(|| from_server.get(&key).cloned());
         match source {
             Some(s) => out.files.push(s),
-            None => out.missing.push(format!("{} {}", step.name, version)),
+            None => {
+                out.missing.push(format!("{} {}", step.name, version));
+                out.wanted.push(key);
+            }
         }
     }
     out
@@ -77,7 +94,7 @@ fn join_url(server: &str, filename: &str) -> String {
 }
 
 /// `(name, version)` → file for every package file in the cache directories.
-fn index_cache(dirs: &[PathBuf]) -> HashMap<(String, String), PathBuf> {
+pub(crate) fn index_cache(dirs: &[PathBuf]) -> HashMap<(String, String), PathBuf> {
     let mut index = HashMap::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {

@@ -3,6 +3,7 @@
 //! Serves `org.pacsync.Daemon1` on the system bus (the address in
 //! `DBUS_SYSTEM_BUS_ADDRESS` when set, as for any system-bus client).
 
+mod archive;
 mod config;
 mod daemon;
 mod executor;

@@ -10,8 +10,10 @@ use pacsync_dbus::{DaemonError, HistoryEntry, OperationInfo, actions};
 use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 
+use crate::archive;
 use crate::daemon::{Daemon, Inner, now};
 use crate::executor::{self, ApplyError, CancelFlag};
+use crate::machine::MachineSnapshot;
 use crate::pacman::Pacman;
 use crate::server::{self, ServerError};
 use crate::service::DaemonService;
@@ -221,11 +223,30 @@ async fn run(
             .set_latest(comment)
             .await
             .map_err(|e| server_error(e).to_string())?;
+        let machine = daemon.inner.lock().await.machine.clone();
+        let archived = match machine {
+            Some(m) => archive::upload_missing(&client, &m).await,
+            None => Ok(archive::Uploaded::default()),
+        };
+        let archive_note = match archived {
+            Ok(a) if a.unavailable.is_empty() => {
+                format!("; {} files uploaded to the archive", a.uploaded.len())
+            }
+            Ok(a) => format!(
+                "; {} files uploaded to the archive; not in this machine's cache either: {}",
+                a.uploaded.len(),
+                a.unavailable.join(", ")
+            ),
+            Err(e) => {
+                tracing::warn!("uploading to the archive failed: {e}");
+                format!("; uploading to the archive failed: {}", server_error(e))
+            }
+        };
         crate::reporter::report_once(daemon)
             .await
             .map_err(|e| e.to_string())?;
         return Ok(format!(
-            "{} packages are the pool's new target",
+            "{} packages are the pool's new target{archive_note}",
             state.len()
         ));
     }
@@ -241,7 +262,7 @@ async fn run(
                 .ok_or("cannot read the local database")?,
         )
     };
-    let resolution = executor::resolve(&plan, &machine, &HashMap::new());
+    let resolution = resolve_with_archive(daemon, &plan, &machine).await;
     let pacman = Pacman::new(machine.paths.clone(), daemon.config.lock_wait());
 
     // Progress goes through a channel: pacman's output is read in a plain
@@ -294,6 +315,27 @@ async fn run(
             Err(e.to_string())
         }
     }
+}
+
+/// Every file of the plan: sync repositories and the pacman cache first,
+/// then what the server's archive has for the rest (into the cache).
+async fn resolve_with_archive(
+    daemon: &Arc<Daemon>,
+    plan: &SyncPlan,
+    machine: &MachineSnapshot,
+) -> executor::Resolution {
+    let first = executor::resolve(plan, machine, &HashMap::new());
+    let (Some(client), Some(dir)) = (daemon.client().await, machine.paths.cache_dirs.first())
+    else {
+        return first;
+    };
+    if first.wanted.is_empty() {
+        return first;
+    }
+    let fetched = archive::fetch(&client, &first.wanted, dir).await;
+    let mut second = executor::resolve(plan, machine, &fetched.files);
+    second.explain(&fetched.problems);
+    second
 }
 
 async fn progress(

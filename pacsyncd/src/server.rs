@@ -48,7 +48,7 @@ fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ServerError> {
+pub(crate) async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ServerError> {
     let status = resp.status();
     let bytes = resp
         .bytes()
@@ -159,15 +159,27 @@ impl ServerClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<reqwest::Response, ServerError> {
+        self.send_with(method, path, |req| match body {
+            Some(b) => req.json(b),
+            None => req,
+        })
+        .await
+    }
+
+    /// An authorized request to `path`, finished by `build` (body,
+    /// headers); sent again once after a token refresh.
+    pub(crate) async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ServerError> {
         for attempt in 0..2 {
             let (url, token) = {
                 let c = self.creds.lock().await;
                 (format!("{}{}", c.server_url, path), c.access_token.clone())
             };
-            let mut req = self.http.request(method.clone(), url).bearer_auth(token);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
+            let req = build(self.http.request(method.clone(), url).bearer_auth(token));
             let resp = req
                 .send()
                 .await
