@@ -75,7 +75,6 @@ pub fn ask(ui: &Rc<Ui>, verb: Verb) {
                 let l = gtk::Label::builder()
                     .label(column.text(step))
                     .xalign(0.0)
-                    .selectable(true)
                     .build();
                 grid.attach(&l, c as i32, r as i32 + 1, 1, 1);
             }

@@ -247,7 +247,9 @@ fn the_window_shows_the_plan_syncs_cancels_and_follows_the_daemon() {
     });
     let log: Vec<String> = serde_json::from_value(s["progress"]["log"].clone()).unwrap_or_default();
     assert!(
-        log.iter().any(|l| l.contains("installing")),
+        log.len() >= 2
+            && log.iter().any(|l| l.contains("checking"))
+            && log.last().is_some_and(|l| l.starts_with("100%")),
         "the progress log shows the steps: {log:?}"
     );
     assert_eq!(s["progress"]["fraction"], 1.0);

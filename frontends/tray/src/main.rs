@@ -173,7 +173,7 @@ fn refusal_note(what: &str, action: &str, e: &DaemonError) -> Note {
             format!("{what}: not authorized"),
             format!(
                 "polkit refused {action} for you. An administrator can grant it \
-                 (see /usr/share/doc/pacsync/49-pacsync.rules.example)."
+                 with a polkit rule (pacsync ships 49-pacsync.rules.example)."
             ),
         ),
         DaemonError::Busy(_) => (
