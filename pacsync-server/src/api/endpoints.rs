@@ -80,6 +80,11 @@ pub struct ListQuery {
     status: Option<String>,
 }
 
+thread_local! {
+    /// Where list pages are serialized (about 70 KB for 200 machines).
+    static PAGE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The fleet list: the hottest read, so whole pages are kept serialized
 /// ([`super::cache::PageCache`]) while nothing they show changes, for at
 /// most a second (machines' `last_seen_at` may be that late).
@@ -114,23 +119,31 @@ pub async fn list(
         pool_id: q.pool_id,
         status: q.status,
     };
-    let (rows, total) = app
+    // Serialized where the rows were loaded, into that thread's reused
+    // buffer, then copied out at its exact size: the kept page is one
+    // allocation that fits, not a doubled buffer's, and the rows' many
+    // small allocations are freed by the thread that made them.
+    let body = app
         .store
-        .run(move |conn| endpoints::list(conn, &filter, offset, per_page))
+        .run(move |conn| {
+            let (rows, total) = endpoints::list(conn, &filter, offset, per_page)?;
+            let page = Page {
+                items: rows
+                    .iter()
+                    .map(|(e, pool)| EndpointView::new(e, pool.as_deref()))
+                    .collect(),
+                page,
+                per_page,
+                total,
+            };
+            PAGE_BUFFER.with_borrow_mut(|buf| {
+                buf.clear();
+                serde_json::to_writer(&mut *buf, &page).map_err(|e| StoreError::Other(e.into()))?;
+                Ok(Bytes::copy_from_slice(buf))
+            })
+        })
         .await?;
-    let body = serde_json::to_vec(&Page {
-        items: rows
-            .iter()
-            .map(|(e, pool)| EndpointView::new(e, pool.as_deref()))
-            .collect(),
-        page,
-        per_page,
-        total,
-    })
-    .map_err(ApiError::internal)?;
-    Ok(pages
-        .insert(key, generation, Bytes::from(body))
-        .respond(&headers))
+    Ok(pages.insert(key, generation, body).respond(&headers))
 }
 
 pub async fn get(
