@@ -74,6 +74,13 @@ impl TestServer {
         Some(s)
     }
 
+    /// A server on `pg` reached through `url` (its own connection options).
+    pub async fn on_postgres(pg: crate::pg::Postgres, url: &str) -> TestServer {
+        let mut s = TestServer::launch(Some(url.to_owned()), &[], true).await;
+        s._pg = Some(pg);
+        s
+    }
+
     /// A second server on this one's PostgreSQL database (None on SQLite):
     /// two replicas behind one load balancer.
     pub async fn replica(&self) -> Option<TestServer> {

@@ -14,6 +14,7 @@ mod openapi;
 mod operations;
 mod packaging;
 mod pg;
+mod pg_tls;
 mod push;
 mod repositories;
 mod retention;

@@ -78,6 +78,16 @@ fn free_port() -> u16 {
 /// Starts a server, or returns `None` (after saying SKIPPED) when the
 /// binaries are missing; with `CI` set that is a failure instead.
 pub fn start() -> Option<Postgres> {
+    start_with(None)
+}
+
+/// A server that takes TCP connections only over TLS, with this PEM
+/// certificate and key.
+pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Option<Postgres> {
+    start_with(Some((cert_pem, key_pem)))
+}
+
+fn start_with(tls: Option<(&str, &str)>) -> Option<Postgres> {
     let Some(bin) = bin_dir() else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -122,6 +132,31 @@ pub fn start() -> Option<Postgres> {
             "--no-sync",
         ],
     );
+    let mut tls_args: Vec<String> = Vec::new();
+    if let Some((cert, key)) = tls {
+        use std::os::unix::fs::PermissionsExt as _;
+        for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).expect("write TLS file");
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).expect("chown TLS file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod TLS file");
+        }
+        // TCP connections only with TLS.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        tls_args = [
+            "ssl=on",
+            "ssl_cert_file=server.crt",
+            "ssl_key_file=server.key",
+        ]
+        .iter()
+        .flat_map(|a| ["-c".to_owned(), (*a).to_owned()])
+        .collect();
+    }
     let port = free_port();
     let log = std::fs::File::create(dir.path().join("postgres.log")).expect("log file");
     let child = Command::new(bin.join("postgres"))
@@ -141,6 +176,7 @@ pub fn start() -> Option<Postgres> {
             "-c",
             "max_connections=200",
         ])
+        .args(&tls_args)
         .current_dir(dir.path())
         .uid(uid)
         .gid(gid)
