@@ -361,8 +361,10 @@ impl WaylandSession {
             .context("cannot start sway")?;
         me.children.0.push(sway);
         let socket = me.runtime.path().join("wayland-1");
-        eventually(Duration::from_secs(20), || Ok(socket.exists().then_some(())))
-            .context("sway made no wayland-1 socket")?;
+        eventually(Duration::from_secs(20), || {
+            Ok(socket.exists().then_some(()))
+        })
+        .context("sway made no wayland-1 socket")?;
         let mako = me
             .command("mako")
             .stdout(Stdio::null())
