@@ -17,6 +17,8 @@ use zbus::names::{BusName, InterfaceName};
 
 use crate::model::{DaemonView, Presence};
 
+// One reading per D-Bus signal, moved not copied: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     Presence(Presence),

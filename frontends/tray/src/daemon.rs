@@ -14,6 +14,8 @@ use zbus::names::{BusName, InterfaceName};
 use crate::view::{DaemonView, Presence};
 
 /// What the follower reports to the tray.
+// One reading per D-Bus signal, moved not copied: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Event {
     Presence(Presence),
