@@ -147,6 +147,9 @@ pub struct Daemon {
     pub state_dir: StateDir,
     pub inner: Mutex<Inner>,
     published: Mutex<Published>,
+    /// The cache as last written, so changes that touch only what is not
+    /// kept (progress, reachability) cost no write.
+    saved: Mutex<Cache>,
     pub server: RwLock<Option<Arc<ServerClient>>>,
     /// Held for the whole of an operation: a second caller gets Busy.
     pub operation_lock: Arc<Mutex<()>>,
@@ -196,6 +199,7 @@ impl Daemon {
                 ..Inner::default()
             }),
             published: Mutex::new(Published::default()),
+            saved: Mutex::new(Cache::default()),
             server: RwLock::new(None),
             operation_lock: Arc::new(Mutex::new(())),
             cancel: Mutex::new(None),
@@ -252,8 +256,14 @@ impl Daemon {
             let r = f(&mut inner);
             (r, inner.published(), inner.cache.clone())
         };
-        if let Err(e) = self.state_dir.save_cache(&cache) {
-            tracing::error!("cannot save the cache: {e:#}");
+        {
+            let mut saved = self.saved.lock().await;
+            if *saved != cache {
+                match self.state_dir.save_cache(&cache) {
+                    Ok(()) => *saved = cache,
+                    Err(e) => tracing::error!("cannot save the cache: {e:#}"),
+                }
+            }
         }
         let old = {
             let mut p = self.published.lock().await;

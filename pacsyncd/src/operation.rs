@@ -189,9 +189,8 @@ pub async fn start(
     let op_id = id.clone();
     tokio::spawn(async move {
         let result = run(&daemon, kind, &op_id, server_op.is_some(), &comment, cancel).await;
-        finish(&daemon, entry, server_op.is_some(), result).await;
         *daemon.cancel.lock().await = None;
-        drop(guard);
+        finish(&daemon, entry, server_op.is_some(), result, guard).await;
     });
     Ok(id)
 }
@@ -272,8 +271,16 @@ async fn run(
         let daemon = daemon.clone();
         let op_id = op_id.to_owned();
         tokio::spawn(async move {
+            // The server hears at most four times a second: its figure is
+            // for people watching, and the result follows anyway.
+            let mut last_post: Option<std::time::Instant> = None;
             while let Some((phase, percent, message)) = rx.recv().await {
-                progress(&daemon, &op_id, on_server, &phase, percent, &message).await;
+                let post =
+                    on_server && last_post.is_none_or(|t| t.elapsed() >= SERVER_PROGRESS_EVERY);
+                if post {
+                    last_post = Some(std::time::Instant::now());
+                }
+                progress(&daemon, &op_id, post, &phase, percent, &message).await;
             }
         })
     };
@@ -338,6 +345,8 @@ async fn resolve_with_archive(
     second
 }
 
+const SERVER_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 async fn progress(
     daemon: &Arc<Daemon>,
     op_id: &str,
@@ -368,6 +377,7 @@ async fn finish(
     mut entry: HistoryEntry,
     on_server: bool,
     result: Result<String, String>,
+    guard: tokio::sync::OwnedMutexGuard<()>,
 ) {
     let (outcome, message) = match &result {
         Ok(m) => ("succeeded", m.clone()),
@@ -395,6 +405,8 @@ async fn finish(
             i.cache.push_history(entry.clone());
         })
         .await;
+    // Whoever hears OperationFinished may start the next one at once.
+    drop(guard);
     if let Some(conn) = daemon.connection.get()
         && let Ok(emitter) = SignalEmitter::new(conn, pacsync_dbus::OBJECT_PATH)
     {

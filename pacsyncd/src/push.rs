@@ -63,6 +63,9 @@ pub async fn run(daemon: Arc<Daemon>) {
     let seen = Arc::new(Seen::default());
     let mut backoff = BACKOFF_START;
     loop {
+        // A reset signalled before the client is read below is already
+        // reflected in it.
+        let _ = futures_util::FutureExt::now_or_never(daemon.push_reset.notified());
         let Some(client) = daemon.client().await else {
             // Not enrolled: wait for Register.
             daemon.push_reset.notified().await;

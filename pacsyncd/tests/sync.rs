@@ -123,6 +123,20 @@ fn a_pacman_failure_leaves_the_system_as_it_was() {
     )
     .expect("cache");
     let before = w.query();
+    // epsilon is in no repository the machine reported, so the pool's
+    // repository analysis would leave it out: an admin includes it.
+    let pools = w.admin.call("GET", "/api/pools", None).expect("pools");
+    let pool = pools["items"][0]["id"]
+        .as_str()
+        .expect("pool id")
+        .to_owned();
+    w.admin
+        .call(
+            "PATCH",
+            &format!("/api/pools/{pool}"),
+            Some(serde_json::json!({ "repository_overrides": { "include": ["epsilon"] } })),
+        )
+        .expect("include epsilon");
     w.set_target(
         "reference",
         &[
