@@ -114,10 +114,10 @@ fn activate(app: &gtk::Application, args: &Args, runtime: tokio::runtime::Handle
             }
         });
     }
-    if let Some(path) = std::env::var_os(CONTROL_ENV) {
-        if let Err(e) = control::serve(&ui, PathBuf::from(&path)) {
-            tracing::error!("cannot listen on {}: {e}", PathBuf::from(path).display());
-        }
+    if let Some(path) = std::env::var_os(CONTROL_ENV).map(PathBuf::from)
+        && let Err(e) = control::serve(&ui, path.clone())
+    {
+        tracing::error!("cannot listen on {}: {e}", path.display());
     }
     ui.window.present();
 }
