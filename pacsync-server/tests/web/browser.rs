@@ -26,6 +26,12 @@ async fn shot(b: &Browser, backend: Backend, name: &str) {
         Backend::Sqlite => "",
         Backend::Postgres => "-postgres",
     };
+    // Notices of earlier steps would cover the page.
+    b.script(
+        "document.getElementById('toasts').replaceChildren();",
+        json!([]),
+    )
+    .await;
     b.screenshot(&artifacts().join(format!("{name}{suffix}.png")))
         .await;
 }
@@ -239,14 +245,13 @@ async fn admin_and_viewer(backend: Backend) {
         json!(["nano"]),
         "{pool}"
     );
+    shot(&b, backend, "analysis").await;
     b.type_into("#package-filter", "co").await;
     b.wait_for(
         "the filter",
         "document.querySelectorAll('#matrix-table tbody tr').length === 1",
     )
     .await;
-    b.type_into("#package-filter", "").await;
-    shot(&b, backend, "analysis").await;
 
     eprintln!("step: Trigger a sync of ws-02 and watch its progress live.");
     // Trigger a sync of ws-02 and watch its progress live.

@@ -5,6 +5,7 @@
 #[allow(dead_code)]
 #[path = "../api/harness.rs"]
 mod harness;
+#[allow(dead_code)]
 #[path = "../api/pg.rs"]
 mod pg;
 

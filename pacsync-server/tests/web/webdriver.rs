@@ -71,10 +71,10 @@ impl Browser {
                 .await
                 .ok()
                 .map(|r| r.json::<Value>());
-            if let Some(v) = ready {
-                if v.await.is_ok_and(|v| v["value"]["ready"] == true) {
-                    break;
-                }
+            if let Some(v) = ready
+                && v.await.is_ok_and(|v| v["value"]["ready"] == true)
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "chromedriver did not get ready");
             tokio::time::sleep(Duration::from_millis(50)).await;

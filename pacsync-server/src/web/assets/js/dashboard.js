@@ -83,7 +83,7 @@ export async function render(main) {
     const pages = Math.max(1, Math.ceil(list.length / PER_PAGE));
     view.page = Math.min(view.page, pages);
     const shown = list.slice((view.page - 1) * PER_PAGE, view.page * PER_PAGE);
-    const pending = new Map([...view.ops.values()].map((o) => [o.endpoint_id, o]));
+    const pending = new Map([...view.ops.values()].filter((o) => o.status === 'queued' || o.status === 'running').map((o) => [o.endpoint_id, o]));
     const admin = can.admin();
     const rows = shown.map((m) => {
       const handle = admin ? h('span', { class: 'handle', title: 'Drag onto a pool', 'aria-hidden': 'true' }, '⠿') : null;
