@@ -114,7 +114,7 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
     else {
         return;
     };
-    let foo = package("foo", "1.0-1", "foo one");
+    let foo_file = package("foo", "1.0-1", "foo one");
     let (st, v) = s
         .get(&format!("/api/endpoints/{}/archive", a.id), &a.token)
         .await;
@@ -125,16 +125,16 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
         "nothing archived yet"
     );
 
-    let query = format!("?name=foo&version=1.0-1&sha256={}", sha256(&foo));
-    let (st, v) = upload(&s, &a.token, &query, foo.clone()).await;
+    let query = format!("?name=foo&version=1.0-1&sha256={}", sha256(&foo_file));
+    let (st, v) = upload(&s, &a.token, &query, foo_file.clone()).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert_eq!(v["filename"], "foo-1.0-1-x86_64.pkg.tar.zst");
-    let (st, v) = upload(&s, &a.token, &query, foo.clone()).await;
+    let (st, v) = upload(&s, &a.token, &query, foo_file.clone()).await;
     assert_eq!(st, StatusCode::OK, "the same content again: {v}");
     assert_eq!(count_files(&archive.join("objects")), 1, "one copy");
 
     // Refused uploads leave nothing behind.
-    let (st, v) = upload(&s, &a.token, "?name=bar&version=1.0-1", foo.clone()).await;
+    let (st, v) = upload(&s, &a.token, "?name=bar&version=1.0-1", foo_file.clone()).await;
     assert_eq!(
         (st, v["error"]["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("package_mismatch"))
@@ -145,7 +145,7 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("not_a_package"))
     );
     let wrong = format!("?sha256={}", sha256(b"other"));
-    let (st, v) = upload(&s, &a.token, &wrong, foo.clone()).await;
+    let (st, v) = upload(&s, &a.token, &wrong, foo_file.clone()).await;
     assert_eq!(
         (st, v["error"]["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("hash_mismatch"))
@@ -160,11 +160,14 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
     let entries = pacsync_core::syncdb::parse_sync_db(&db).expect("a sync database");
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].name, "foo");
-    assert_eq!(entries[0].sha256.as_deref(), Some(sha256(&foo).as_str()));
+    assert_eq!(
+        entries[0].sha256.as_deref(),
+        Some(sha256(&foo_file).as_str())
+    );
     assert_eq!(entries[0].depends, ["glibc"]);
     let (st, served) = raw_get(&s, &format!("{base}/foo-1.0-1-x86_64.pkg.tar.zst")).await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(served, foo);
+    assert_eq!(served, foo_file);
 
     // A newer target: foo 1.0 stays (history), an unreferenced file goes.
     assert_eq!(
@@ -192,7 +195,7 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
     );
     assert_eq!(gc["kept"], 1, "{gc}");
     assert_eq!(count_files(&archive.join("objects")), 1);
-    let (st, old) = raw_get(&s, &format!("/api/archive/files/{}", sha256(&foo))).await;
+    let (st, old) = raw_get(&s, &format!("/api/archive/files/{}", sha256(&foo_file))).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "files by hash need a token");
     assert!(!old.is_empty());
     let (st, v) = s
@@ -204,7 +207,7 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(v["packages"][0]["sha256"], sha256(&foo), "{v}");
+    assert_eq!(v["packages"][0]["sha256"], sha256(&foo_file), "{v}");
     s.stop().await;
 }
 
@@ -248,13 +251,13 @@ async fn damage_is_reported_and_never_served(backend: Backend) {
     else {
         return;
     };
-    let foo = package("foo", "1.0-1", "foo one");
-    let (st, _) = upload(&s, &a.token, "", foo.clone()).await;
+    let foo_file = package("foo", "1.0-1", "foo one");
+    let (st, _) = upload(&s, &a.token, "", foo_file.clone()).await;
     assert_eq!(st, StatusCode::CREATED);
     let (_, v) = s.post("/api/archive/verify", &admin, json!({})).await;
     assert_eq!(v["damaged"], json!([]), "{v}");
 
-    let sha = sha256(&foo);
+    let sha = sha256(&foo_file);
     let object = archive.join("objects").join(&sha[..2]).join(&sha);
     let mut bytes = std::fs::read(&object).expect("stored");
     bytes[10] ^= 1;
@@ -287,7 +290,7 @@ async fn damage_is_reported_and_never_served(backend: Backend) {
     );
 
     // A fresh upload of the same content repairs it.
-    let (st, v) = upload(&s, &a.token, "", foo.clone()).await;
+    let (st, v) = upload(&s, &a.token, "", foo_file.clone()).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (_, v) = s.post("/api/archive/verify", &admin, json!({})).await;
     assert_eq!(v["damaged"], json!([]), "{v}");
@@ -296,6 +299,6 @@ async fn damage_is_reported_and_never_served(backend: Backend) {
         &format!("/repo/{pool}/current/lab/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst"),
     )
     .await;
-    assert_eq!((st, served == foo), (StatusCode::OK, true));
+    assert_eq!((st, served == foo_file), (StatusCode::OK, true));
     s.stop().await;
 }
