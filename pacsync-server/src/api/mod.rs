@@ -44,10 +44,10 @@ pub struct AppState {
     pub analysis: bool,
     /// The workers that take full state reports.
     pub uploads: crate::uploads::Uploads,
-    /// The package archive (docs/archive.md).
-    pub archive: crate::archive::Archive,
     /// List pages and token owners, kept while nothing they show changed.
     pub caches: Arc<cache::ReadCaches>,
+    /// The package archive (docs/archive.md).
+    pub archive: crate::archive::Archive,
     /// Turns true when the server shuts down; WebSocket sessions close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Held by every clone, so the server knows when the last connection
