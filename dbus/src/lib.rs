@@ -68,6 +68,50 @@ impl PlanCounts {
         // A reason change may ride along a version change; count steps once.
         self.install + self.upgrade + self.downgrade + self.reinstall + self.remove
     }
+
+    /// The counts of a previewed plan's steps.
+    pub fn of_steps(steps: &[PlanStepInfo]) -> PlanCounts {
+        let mut c = PlanCounts::default();
+        for s in steps {
+            match s.action.as_str() {
+                "install" => c.install += 1,
+                "upgrade" => c.upgrade += 1,
+                "downgrade" => c.downgrade += 1,
+                "reinstall" => c.reinstall += 1,
+                "remove" => c.remove += 1,
+                _ => {}
+            }
+            if !s.set_reason.is_empty() {
+                c.reason_change += 1;
+            }
+        }
+        c
+    }
+
+    /// `2 to install, 1 to upgrade, …` or `nothing to change`: the words
+    /// every frontend shows for a plan.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = [
+            (self.install, "to install"),
+            (self.upgrade, "to upgrade"),
+            (self.downgrade, "to downgrade"),
+            (self.reinstall, "to reinstall"),
+            (self.remove, "to remove"),
+            (self.reason_change, "install reasons to change"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| match (n, *what) {
+            (1, "install reasons to change") => "1 install reason to change".to_owned(),
+            (n, what) => format!("{n} {what}"),
+        })
+        .collect();
+        if parts.is_empty() {
+            "nothing to change".into()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 /// One step of a previewed plan.

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use pacsync_dbus::DaemonProxy;
+use pacsync_dbus::{DaemonProxy, PlanCounts};
 use serde_json::{Value, json};
 
 use crate::output::{self, status_word};
@@ -70,7 +70,7 @@ pub async fn status(d: &DaemonProxy<'_>, g: &Global) -> Result<u8, Failure> {
             out.push('\n');
             let counts: pacsync_dbus::PlanCounts =
                 serde_json::from_value(s["plan_summary"].clone()).unwrap_or_default();
-            out.push_str(&format!("Plan:        {}\n", output::summary(&counts)));
+            out.push_str(&format!("Plan:        {}\n", counts.summary()));
         }
         if let Some(op) = s["operation"].as_object() {
             out.push_str(&format!(
@@ -118,13 +118,13 @@ pub async fn plan(d: &DaemonProxy<'_>, g: &Global, kind: &str) -> Result<u8, Fai
     if g.json {
         println!(
             "{}",
-            json!({ "kind": wire_kind(kind), "summary": output::counts(&steps), "steps": steps })
+            json!({ "kind": wire_kind(kind), "summary": PlanCounts::of_steps(&steps), "steps": steps })
         );
     } else if steps.is_empty() {
         println!("Nothing to change.");
     } else {
         print!("{}", output::plan_table(&steps));
-        println!("\n{}", output::summary(&output::counts(&steps)));
+        println!("\n{}", PlanCounts::of_steps(&steps).summary());
     }
     Ok(exit::OK)
 }
@@ -161,7 +161,7 @@ pub async fn operate(
         }
         if !steps.is_empty() {
             print!("{}", output::plan_table(&steps));
-            println!("\n{}", output::summary(&output::counts(&steps)));
+            println!("\n{}", PlanCounts::of_steps(&steps).summary());
         }
     }
     if !yes {

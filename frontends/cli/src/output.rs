@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use pacsync_dbus::{PlanCounts, PlanStepInfo};
+use pacsync_dbus::PlanStepInfo;
 
 pub fn colour_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
@@ -47,45 +47,6 @@ pub fn time(unix: i64) -> String {
         secs / 3600,
         secs % 3600 / 60
     )
-}
-
-/// `2 to install, 1 to upgrade, …` or `nothing to change`.
-pub fn summary(c: &PlanCounts) -> String {
-    let parts: Vec<String> = [
-        (c.install, "to install"),
-        (c.upgrade, "to upgrade"),
-        (c.downgrade, "to downgrade"),
-        (c.reinstall, "to reinstall"),
-        (c.remove, "to remove"),
-        (c.reason_change, "install reasons to change"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, what)| format!("{n} {what}"))
-    .collect();
-    if parts.is_empty() {
-        "nothing to change".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
-pub fn counts(steps: &[PlanStepInfo]) -> PlanCounts {
-    let mut c = PlanCounts::default();
-    for s in steps {
-        match s.action.as_str() {
-            "install" => c.install += 1,
-            "upgrade" => c.upgrade += 1,
-            "downgrade" => c.downgrade += 1,
-            "reinstall" => c.reinstall += 1,
-            "remove" => c.remove += 1,
-            _ => {}
-        }
-        if !s.set_reason.is_empty() {
-            c.reason_change += 1;
-        }
-    }
-    c
 }
 
 /// The plan as an aligned table.
@@ -147,6 +108,7 @@ fn dash(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pacsync_dbus::PlanCounts;
 
     #[test]
     fn civil_times() {
@@ -158,12 +120,12 @@ mod tests {
 
     #[test]
     fn summaries() {
-        assert_eq!(summary(&PlanCounts::default()), "nothing to change");
+        assert_eq!(PlanCounts::default().summary(), "nothing to change");
         let c = PlanCounts {
             install: 2,
             remove: 1,
             ..Default::default()
         };
-        assert_eq!(summary(&c), "2 to install, 1 to remove");
+        assert_eq!(c.summary(), "2 to install, 1 to remove");
     }
 }

@@ -54,7 +54,7 @@ pub fn line(status: Option<&Value>, why_unavailable: &str) -> Value {
             str_of(&s["target"]["set_by"]),
             output::time(s["target"]["set_at"].as_i64().unwrap_or(0))
         ));
-        tooltip.push(format!("Plan: {}", output::summary(&counts)));
+        tooltip.push(format!("Plan: {}", counts.summary()));
     }
     if st == "offline" {
         tooltip.push(format!(

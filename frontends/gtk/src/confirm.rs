@@ -6,7 +6,7 @@ use std::rc::Rc;
 use gtk::glib;
 use gtk::prelude::*;
 
-use crate::model::{self, Column, Verb};
+use crate::model::{Column, Verb};
 use crate::window::Ui;
 
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub fn ask(ui: &Rc<Ui>, verb: Verb) {
             .label(format!(
                 "{} ({})",
                 verb.explanation(),
-                model::plan_summary(&model::counts(&steps))
+                pacsync_dbus::PlanCounts::of_steps(&steps).summary()
             ))
             .xalign(0.0)
             .wrap(true)

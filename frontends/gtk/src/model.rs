@@ -122,47 +122,6 @@ pub fn icon_name(presence: &Presence) -> &'static str {
     }
 }
 
-pub fn plan_summary(c: &PlanCounts) -> String {
-    let parts: Vec<String> = [
-        (c.install, "to install"),
-        (c.upgrade, "to upgrade"),
-        (c.downgrade, "to downgrade"),
-        (c.reinstall, "to reinstall"),
-        (c.remove, "to remove"),
-        (c.reason_change, "install reasons to change"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, what)| match (n, *what) {
-        (1, "install reasons to change") => "1 install reason to change".to_owned(),
-        (n, what) => format!("{n} {what}"),
-    })
-    .collect();
-    if parts.is_empty() {
-        "nothing to change".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
-pub fn counts(steps: &[PlanStepInfo]) -> PlanCounts {
-    let mut c = PlanCounts::default();
-    for s in steps {
-        match s.action.as_str() {
-            "install" => c.install += 1,
-            "upgrade" => c.upgrade += 1,
-            "downgrade" => c.downgrade += 1,
-            "reinstall" => c.reinstall += 1,
-            "remove" => c.remove += 1,
-            _ => {}
-        }
-        if !s.set_reason.is_empty() {
-            c.reason_change += 1;
-        }
-    }
-    c
-}
-
 /// The operation kinds the window starts, as the daemon names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -392,7 +351,7 @@ mod tests {
         r.set_reason = "explicit".into();
         assert_eq!(Column::Action.text(&r), "change reason → explicit");
         assert_eq!(
-            plan_summary(&counts(&[s, r])),
+            PlanCounts::of_steps(&[s, r]).summary(),
             "1 to install, 2 install reasons to change"
         );
     }

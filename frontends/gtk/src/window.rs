@@ -384,7 +384,7 @@ impl Ui {
                         model::status_word(&v.last_known_status).to_lowercase()
                     ));
                 } else if matches!(v.status.as_str(), "behind" | "ahead" | "diverged") {
-                    title.push_str(&format!(" — {}", model::plan_summary(&v.plan)));
+                    title.push_str(&format!(" — {}", v.plan.summary()));
                 }
                 self.status_label.set_text(&title);
                 self.status_label

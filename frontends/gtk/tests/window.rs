@@ -156,7 +156,7 @@ fn the_window_shows_the_plan_syncs_cancels_and_follows_the_daemon() {
     let mut w = Window::start(&machine, &x, &session, dir.path(), None);
 
     // The plan of the sandboxed machine, as a table.
-    let s = w.wait(Duration::from_secs(20), "the plan", |s| {
+    let s = w.wait(Duration::from_secs(45), "the plan", |s| {
         s["status"] == "behind" && rows(s).len() == 2
     });
     assert_eq!(s["status_text"], "Behind — 1 to install, 1 to upgrade");
@@ -192,7 +192,7 @@ fn the_window_shows_the_plan_syncs_cancels_and_follows_the_daemon() {
     // the operation waits, shows its progress and can be cancelled.
     let lock = machine.hold_pacman_lock().expect("db.lck");
     w.ok("click sync");
-    let s = w.wait(Duration::from_secs(10), "the confirmation", |s| {
+    let s = w.wait(Duration::from_secs(30), "the confirmation", |s| {
         s["dialog"]["rows"] == 2
     });
     assert_eq!(s["dialog"]["verb"], "sync");
@@ -206,7 +206,7 @@ fn the_window_shows_the_plan_syncs_cancels_and_follows_the_daemon() {
             .then_some(())
     });
     w.ok("click dialog-confirm");
-    let s = w.wait(Duration::from_secs(10), "the progress view", |s| {
+    let s = w.wait(Duration::from_secs(30), "the progress view", |s| {
         s["status"] == "syncing" && s["progress"]["visible"] == true
     });
     assert_eq!(s["buttons"]["cancel"], true);
@@ -215,7 +215,7 @@ fn the_window_shows_the_plan_syncs_cancels_and_follows_the_daemon() {
     w.screenshot(&shots.join("gtk-progress.png"));
     w.ok("click cancel");
     drop(lock);
-    let s = w.wait(Duration::from_secs(20), "the cancelled operation", |s| {
+    let s = w.wait(Duration::from_secs(45), "the cancelled operation", |s| {
         s["progress"]["outcome"] == "cancelled" && s["status"] == "behind"
     });
     assert!(
@@ -236,7 +236,7 @@ fn the_window_shows_the_plan_syncs_cancels_and_follows_the_daemon() {
     // Sync again, to the end.
     w.ok("click dismiss");
     w.ok("click sync");
-    w.wait(Duration::from_secs(10), "the confirmation", |s| {
+    w.wait(Duration::from_secs(30), "the confirmation", |s| {
         s["dialog"]["rows"] == 2
     });
     w.ok("click dialog-confirm");
@@ -269,7 +269,7 @@ fn the_window_shows_the_plan_syncs_cancels_and_follows_the_daemon() {
 
     // History and settings pages.
     w.ok("page history");
-    let s = w.wait(Duration::from_secs(10), "the history", |s| {
+    let s = w.wait(Duration::from_secs(30), "the history", |s| {
         s["history"].as_array().is_some_and(|h| {
             h.iter()
                 .any(|e| e["kind"] == "sync" && e["outcome"] == "succeeded")
@@ -287,28 +287,28 @@ fn the_window_shows_the_plan_syncs_cancels_and_follows_the_daemon() {
 
     // The daemon restarts: the window says so, then follows it again.
     machine.kill_daemon().expect("kill");
-    let s = w.wait(Duration::from_secs(10), "the daemon gone", |s| {
+    let s = w.wait(Duration::from_secs(30), "the daemon gone", |s| {
         s["status"] == "unavailable"
     });
     assert_eq!(s["buttons"]["sync"], false);
     assert_eq!(s["buttons"]["refresh"], false);
     machine.restart_daemon().expect("restart");
-    w.wait(Duration::from_secs(20), "the daemon back", |s| {
+    w.wait(Duration::from_secs(45), "the daemon back", |s| {
         s["status"] == "in_sync"
     });
     drop(w);
 
     // The dark theme.
     let mut dark = Window::start(&machine, &x, &session, dir.path(), Some("Adwaita:dark"));
-    dark.wait(Duration::from_secs(20), "the dark window", |s| {
+    dark.wait(Duration::from_secs(45), "the dark window", |s| {
         s["status"] == "in_sync" && s["plan_placeholder"].is_string()
     });
     dark.ok("click revert");
-    dark.wait(Duration::from_secs(10), "the revert confirmation", |s| {
+    dark.wait(Duration::from_secs(30), "the revert confirmation", |s| {
         s["dialog"]["verb"] == "revert"
     });
     dark.ok("click dialog-cancel");
-    dark.wait(Duration::from_secs(10), "the dialog closed", |s| {
+    dark.wait(Duration::from_secs(30), "the dialog closed", |s| {
         s["dialog"].is_null()
     });
     dark.screenshot(&shots.join("gtk-dark.png"));

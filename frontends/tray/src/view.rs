@@ -143,29 +143,6 @@ pub fn status_word(status: &str) -> String {
     }
 }
 
-pub fn plan_summary(c: &PlanCounts) -> String {
-    let parts: Vec<String> = [
-        (c.install, "to install"),
-        (c.upgrade, "to upgrade"),
-        (c.downgrade, "to downgrade"),
-        (c.reinstall, "to reinstall"),
-        (c.remove, "to remove"),
-        (c.reason_change, "install reasons to change"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, what)| match (n, *what) {
-        (1, "install reasons to change") => "1 install reason to change".to_owned(),
-        (n, what) => format!("{n} {what}"),
-    })
-    .collect();
-    if parts.is_empty() {
-        "nothing to change".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
 fn has_changes(c: &PlanCounts) -> bool {
     c.total_changes() + c.reason_change > 0
 }
@@ -186,7 +163,7 @@ pub fn status_line(presence: &Presence) -> String {
             s
         }
         "behind" | "ahead" | "diverged" if has_changes(&v.plan) => {
-            format!("{}: {}", status_word(&v.status), plan_summary(&v.plan))
+            format!("{}: {}", status_word(&v.status), v.plan.summary())
         }
         "offline" if !v.last_known_status.is_empty() => format!(
             "Offline (last known: {})",
@@ -262,7 +239,7 @@ pub fn tooltip_body(presence: &Presence, now: i64) -> String {
             origin(&v.target),
             ago(v.target.set_at, now)
         ));
-        lines.push(format!("Plan: {}", plan_summary(&v.plan)));
+        lines.push(format!("Plan: {}", v.plan.summary()));
     }
     if !v.last_error.is_empty() {
         lines.push(format!("Error: {}", v.last_error));
