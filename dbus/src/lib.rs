@@ -34,6 +34,40 @@ pub struct TargetInfo {
     pub comment: String,
 }
 
+impl TargetInfo {
+    /// Who set a target: "by alice from desk", or "from desk" when a machine
+    /// set it (the server names machines `machine:<id>`).
+    pub fn origin(&self) -> String {
+        let machine = !self.from_machine.is_empty();
+        match (
+            self.set_by.starts_with("machine:") || self.set_by.is_empty(),
+            machine,
+        ) {
+            (true, true) => format!("from {}", self.from_machine),
+            (true, false) => "by a machine".into(),
+            (false, true) => format!("by {} from {}", self.set_by, self.from_machine),
+            (false, false) => format!("by {}", self.set_by),
+        }
+    }
+}
+
+/// A status as a person reads it; unknown values are shown verbatim.
+pub fn status_word(status: &str) -> String {
+    match status {
+        "in_sync" => "In sync".into(),
+        "behind" => "Behind".into(),
+        "ahead" => "Ahead".into(),
+        "diverged" => "Diverged".into(),
+        "syncing" => "Syncing".into(),
+        "offline" => "Offline".into(),
+        "error" => "Error".into(),
+        "unassigned" => "In no pool".into(),
+        "no_target" => "Pool has no target".into(),
+        "unregistered" => "Not registered".into(),
+        other => other.replace('_', " "),
+    }
+}
+
 /// The running operation, as the `Operation` property carries it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type, Value, OwnedValue)]
 pub struct OperationInfo {

@@ -73,38 +73,6 @@ pub enum Presence {
     Ready(DaemonView),
 }
 
-/// Who set a target: "by alice from desk", or "from desk" when a machine
-/// set it (the server names machines `machine:<id>`).
-pub fn origin(t: &TargetInfo) -> String {
-    let machine = !t.from_machine.is_empty();
-    match (
-        t.set_by.starts_with("machine:") || t.set_by.is_empty(),
-        machine,
-    ) {
-        (true, true) => format!("from {}", t.from_machine),
-        (true, false) => "by a machine".into(),
-        (false, true) => format!("by {} from {}", t.set_by, t.from_machine),
-        (false, false) => format!("by {}", t.set_by),
-    }
-}
-
-/// A status as a person reads it; unknown values are shown verbatim.
-pub fn status_word(status: &str) -> String {
-    match status {
-        "in_sync" => "In sync".into(),
-        "behind" => "Behind".into(),
-        "ahead" => "Ahead".into(),
-        "diverged" => "Diverged".into(),
-        "syncing" => "Syncing".into(),
-        "offline" => "Offline".into(),
-        "error" => "Error".into(),
-        "unassigned" => "In no pool".into(),
-        "no_target" => "Pool has no target".into(),
-        "unregistered" => "Not registered".into(),
-        other => other.replace('_', " "),
-    }
-}
-
 /// The `pacsync-<kind>` icon of a status (shipped in `data/icons/`).
 pub fn icon_name(presence: &Presence) -> &'static str {
     match presence {
@@ -315,6 +283,7 @@ pub fn matches(s: &PlanStepInfo, filter: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pacsync_dbus::status_word;
 
     fn step(package: &str, action: &str, installed: &str, target: &str) -> PlanStepInfo {
         PlanStepInfo {
@@ -391,11 +360,11 @@ mod tests {
             from_machine: "desk".into(),
             ..TargetInfo::default()
         };
-        assert_eq!(origin(&t), "by alice from desk");
+        assert_eq!(t.origin(), "by alice from desk");
         t.set_by = "machine:7".into();
-        assert_eq!(origin(&t), "from desk");
+        assert_eq!(t.origin(), "from desk");
         t.from_machine.clear();
-        assert_eq!(origin(&t), "by a machine");
+        assert_eq!(t.origin(), "by a machine");
     }
 
     #[test]

@@ -377,11 +377,11 @@ impl Ui {
                 self.status_label.add_css_class("status-unavailable");
             }
             Presence::Ready(v) => {
-                let mut title = model::status_word(&v.status);
+                let mut title = pacsync_dbus::status_word(&v.status);
                 if v.status == "offline" && !v.last_known_status.is_empty() {
                     title.push_str(&format!(
                         " (last known: {})",
-                        model::status_word(&v.last_known_status).to_lowercase()
+                        pacsync_dbus::status_word(&v.last_known_status).to_lowercase()
                     ));
                 } else if matches!(v.status.as_str(), "behind" | "ahead" | "diverged") {
                     title.push_str(&format!(" — {}", v.plan.summary()));
@@ -404,7 +404,7 @@ impl Ui {
                     let mut t = format!(
                         "Target: {} set {} on {}",
                         &v.target.hash[..v.target.hash.len().min(12)],
-                        model::origin(&v.target),
+                        v.target.origin(),
                         format_time(v.target.set_at)
                     );
                     if !v.target.comment.is_empty() {

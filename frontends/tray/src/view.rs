@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pacsync_dbus::{OperationInfo, PlanCounts, TargetInfo};
+use pacsync_dbus::{OperationInfo, PlanCounts, TargetInfo, status_word};
 use zbus::zvariant::OwnedValue;
 
 /// The daemon's published properties, as one reading.
@@ -126,23 +126,6 @@ pub fn icon_kind(presence: &Presence) -> IconKind {
     }
 }
 
-/// A status as a person reads it; unknown values are shown verbatim.
-pub fn status_word(status: &str) -> String {
-    match status {
-        "in_sync" => "In sync".into(),
-        "behind" => "Behind".into(),
-        "ahead" => "Ahead".into(),
-        "diverged" => "Diverged".into(),
-        "syncing" => "Syncing".into(),
-        "offline" => "Offline".into(),
-        "error" => "Error".into(),
-        "unassigned" => "In no pool".into(),
-        "no_target" => "Pool has no target".into(),
-        "unregistered" => "Not registered".into(),
-        other => other.replace('_', " "),
-    }
-}
-
 fn has_changes(c: &PlanCounts) -> bool {
     c.total_changes() + c.reason_change > 0
 }
@@ -205,21 +188,6 @@ pub fn ago(unix: i64, now: i64) -> String {
     }
 }
 
-/// Who set a target: "by alice from desk", or "from desk" when a machine
-/// set it (the server names machines `machine:<id>`).
-pub fn origin(t: &TargetInfo) -> String {
-    let machine = !t.from_machine.is_empty();
-    match (
-        t.set_by.starts_with("machine:") || t.set_by.is_empty(),
-        machine,
-    ) {
-        (true, true) => format!("from {}", t.from_machine),
-        (true, false) => "by a machine".into(),
-        (false, true) => format!("by {} from {}", t.set_by, t.from_machine),
-        (false, false) => format!("by {}", t.set_by),
-    }
-}
-
 /// The tooltip's description, one fact per line.
 pub fn tooltip_body(presence: &Presence, now: i64) -> String {
     let v = match presence {
@@ -236,7 +204,7 @@ pub fn tooltip_body(presence: &Presence, now: i64) -> String {
         lines.push(format!(
             "Target: {} {}, {}",
             &v.target.hash[..v.target.hash.len().min(12)],
-            origin(&v.target),
+            v.target.origin(),
             ago(v.target.set_at, now)
         ));
         lines.push(format!("Plan: {}", v.plan.summary()));
