@@ -1,5 +1,8 @@
 //! TLS termination by rustls (ring provider) when a certificate and key
-//! are configured.
+//! are configured, and the check of a server's certificate without a CA
+//! for the server's own client connections.
+
+pub(crate) mod verify;
 
 use std::sync::Arc;
 

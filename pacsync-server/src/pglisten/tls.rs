@@ -26,12 +26,13 @@ use anyhow::{Context as _, bail};
 use rustls::DigitallySignedStruct;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+
+use crate::tls::verify::WithoutCa;
 
 /// The libpq TLS options of a connection string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -212,7 +213,9 @@ pub fn plan(options: &TlsOptions) -> anyhow::Result<Plan> {
         bail!("DATABASE_URL: sslrootcert=system is not supported; name a CA file");
     }
     let verifier: Arc<dyn ServerCertVerifier> = match (check, root) {
-        (Check::Nothing, _) => Arc::new(AnyCertificate(provider.clone())),
+        // libpq's `prefer` and `require` without a CA file: encryption,
+        // no word on who is at the other end.
+        (Check::Nothing, _) => Arc::new(WithoutCa::any(provider.clone())),
         (_, None) => bail!(
             "DATABASE_URL: sslmode={mode:?} needs sslrootcert (or ~/.postgresql/root.crt)",
             mode = options.sslmode.as_deref().unwrap_or_default()
@@ -261,57 +264,6 @@ pub fn plan(options: &TlsOptions) -> anyhow::Result<Plan> {
         mode,
         connector: RustlsConnect(Arc::new(config)),
     })
-}
-
-/// Accepts any certificate (still checking that the server holds its key):
-/// what libpq's `prefer` and `require` do without a CA file. Encrypts, but
-/// does not tell the database from a man in the middle.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// libpq's `verify-ca`: the chain must lead to a configured CA; the name
