@@ -92,6 +92,10 @@ pub struct Claims {
     /// The machine's session generation the token was issued for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,
+    /// The user's session (`store::sessions`) the token belongs to; a
+    /// user token without one is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
@@ -123,12 +127,19 @@ impl Keys {
         }
     }
 
-    pub fn issue_user(&self, id: &str, role: Role, now_secs: i64) -> anyhow::Result<String> {
+    pub fn issue_user(
+        &self,
+        id: &str,
+        role: Role,
+        session: &str,
+        now_secs: i64,
+    ) -> anyhow::Result<String> {
         self.sign(&Claims {
             sub: id.to_owned(),
             kind: "user".into(),
             role: Some(role),
             generation: None,
+            sid: Some(session.to_owned()),
             iat: now_secs,
             exp: now_secs + USER_TOKEN_SECS,
             iss: ISSUER.into(),
@@ -146,6 +157,7 @@ impl Keys {
             kind: "machine".into(),
             role: None,
             generation: Some(generation),
+            sid: None,
             iat: now_secs,
             exp: now_secs + MACHINE_TOKEN_SECS,
             iss: ISSUER.into(),
@@ -233,6 +245,7 @@ mod tests {
                 kind: "machine".into(),
                 role: None,
                 generation: Some(0),
+                sid: None,
                 iat: now - 1000,
                 exp: now - 600,
                 iss: ISSUER.into(),

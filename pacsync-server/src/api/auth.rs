@@ -2,7 +2,7 @@
 //! tokens and the audit log (admin only).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -12,9 +12,10 @@ use super::{
     page_json, rfc3339,
 };
 use crate::auth::{self, Principal, Role};
+use crate::store::changes::Touched;
 use crate::store::credentials::{self, Refreshed};
-use crate::store::models::{ApiTokenRow, EnrollmentTokenRow};
-use crate::store::{api_tokens, audit, endpoints, now_ms};
+use crate::store::models::{ApiTokenRow, EnrollmentTokenRow, UserRow};
+use crate::store::{api_tokens, audit, endpoints, now_ms, sessions};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,13 +45,61 @@ pub async fn login(State(app): State<AppState>, Json(body): Json<Login>) -> ApiR
         _ => return Err(ApiError::unauthorized("wrong username or password")),
     };
     let role = Role::parse(&user.role).ok_or_else(|| ApiError::internal("stored role unknown"))?;
-    let token = app.keys.issue_user(&user.id, role, now_ms() / 1000)?;
+    let user_id = user.id.clone();
+    // A new session changes no existing token's owner, so the caches of
+    // who a token is stay.
+    let session = app
+        .store
+        .write_touching(move |conn| {
+            sessions::prune(conn, now_ms())?;
+            let id = sessions::create(conn, &user_id, auth::USER_TOKEN_SECS)?;
+            Ok((id, Touched::Nothing))
+        })
+        .await?;
+    let token = app
+        .keys
+        .issue_user(&user.id, role, &session, now_ms() / 1000)?;
     Ok(Json(json!({
         "access_token": token,
         "token_type": "Bearer",
         "expires_in": auth::USER_TOKEN_SECS,
         "user": { "id": user.id, "name": user.name, "role": role },
     })))
+}
+
+/// `POST /api/auth/logout`: ends the caller's session; its token (bearer
+/// or cookie) stops working at once.
+pub async fn logout(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    who: Principal,
+) -> ApiResult<StatusCode> {
+    if !matches!(who, Principal::User { .. }) {
+        return Err(ApiError::forbidden(
+            "only a user's session logs out; API tokens are revoked instead",
+        ));
+    }
+    let token = super::principal::bearer(&headers)
+        .or_else(|| crate::web::session::cookie_token(&headers))
+        .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    end_session(&app, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends the session a user token belongs to (nothing for other tokens).
+pub async fn end_session(app: &AppState, token: &str) -> ApiResult<()> {
+    let Some(sid) = app
+        .keys
+        .verify(token)
+        .filter(|c| c.kind == "user")
+        .and_then(|c| c.sid)
+    else {
+        return Ok(());
+    };
+    app.store
+        .write(move |conn| sessions::end(conn, &sid))
+        .await?;
+    Ok(())
 }
 
 /// argon2 hash of a random password nobody knows.
@@ -156,13 +205,7 @@ pub async fn create_user(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     who.require(Role::Admin)?;
     let name = check_name("name", &body.name)?;
-    if body.password.chars().count() < 8 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "password must be at least 8 characters",
-        ));
-    }
+    check_password(&body.password)?;
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&body.password))
         .await
         .map_err(ApiError::internal)??;
@@ -172,21 +215,87 @@ pub async fn create_user(
         .store
         .write(move |conn| credentials::create_user(conn, &name, &hash, role, &actor))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({ "id": user.id, "name": user.name, "role": user.role, "created_at": rfc3339(user.created_at) }),
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(user_json(&user))))
+}
+
+fn check_password(password: &str) -> ApiResult<()> {
+    if password.chars().count() < 8 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "password must be at least 8 characters",
+        )
+        .with_details(json!({ "field": "password" })));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    role: Option<Role>,
+    /// A new password; ends every session of the user.
+    password: Option<String>,
+}
+
+/// `PATCH /api/users/{id}`: a new role and/or a new password (admins).
+pub async fn update_user(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateUser>,
+) -> ApiResult<Json<Value>> {
+    who.require(Role::Admin)?;
+    check_id("user", &id)?;
+    if body.role.is_none() && body.password.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "give a role, a password or both",
+        ));
+    }
+    let hash = match body.password {
+        Some(p) => {
+            check_password(&p)?;
+            Some(
+                tokio::task::spawn_blocking(move || auth::hash_password(&p))
+                    .await
+                    .map_err(ApiError::internal)??,
+            )
+        }
+        None => None,
+    };
+    let actor = who.actor();
+    let user = app
+        .store
+        .write(move |conn| credentials::update_user(conn, &id, body.role, hash.as_deref(), &actor))
+        .await?;
+    Ok(Json(user_json(&user)))
+}
+
+/// `DELETE /api/users/{id}` (admins): the user and their sessions go.
+pub async fn delete_user(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    who.require(Role::Admin)?;
+    check_id("user", &id)?;
+    let actor = who.actor();
+    app.store
+        .write(move |conn| credentials::delete_user(conn, &id, &actor))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn user_json(u: &UserRow) -> Value {
+    json!({ "id": u.id, "name": u.name, "role": u.role, "created_at": rfc3339(u.created_at) })
 }
 
 pub async fn list_users(State(app): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
     who.require(Role::Admin)?;
     let users = app.store.run(credentials::list_users).await?;
-    let items: Vec<Value> = users
-        .into_iter()
-        .map(|u| json!({ "id": u.id, "name": u.name, "role": u.role, "created_at": rfc3339(u.created_at) }))
-        .collect();
+    let items: Vec<Value> = users.iter().map(user_json).collect();
     let n = i64::try_from(items.len()).unwrap_or(i64::MAX);
     Ok(Json(page_json(items, 1, n.max(1), n)))
 }

@@ -72,7 +72,10 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ("/api/auth/login", Method::POST, post(auth::login)),
         ("/api/auth/refresh", Method::POST, post(auth::refresh)),
         ("/api/users", Method::GET, get(auth::list_users)),
+        ("/api/auth/logout", Method::POST, post(auth::logout)),
         ("/api/users", Method::POST, post(auth::create_user)),
+        ("/api/users/{id}", Method::PATCH, patch(auth::update_user)),
+        ("/api/users/{id}", Method::DELETE, delete(auth::delete_user)),
         (
             "/api/enrollment-tokens",
             Method::GET,

@@ -1,6 +1,6 @@
 //! Who is calling: the bearer token checked against the database on every
-//! request, so a deleted user, a changed role or a revoked machine session
-//! takes effect at once.
+//! request, so a deleted user, a changed role, a user's ended session or a
+//! revoked machine session takes effect at once.
 
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 
 use super::{ApiError, ApiResult, AppState};
 use crate::auth::{Principal, Role};
-use crate::store::{api_tokens, credentials, endpoints};
+use crate::store::{api_tokens, endpoints, sessions};
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
@@ -84,7 +84,11 @@ async fn look_up(app: &AppState, token: String) -> ApiResult<(Principal, i64)> {
         .store
         .run(move |conn| {
             Ok(match claims.kind.as_str() {
-                "user" => credentials::user_by_id(conn, &claims.sub)?.and_then(|u| {
+                "user" => match &claims.sid {
+                    Some(sid) => sessions::user(conn, sid, &claims.sub)?,
+                    None => None,
+                }
+                .and_then(|u| {
                     Role::parse(&u.role).map(|role| Principal::User {
                         id: u.id,
                         name: u.name,

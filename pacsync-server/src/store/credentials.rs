@@ -65,6 +65,95 @@ pub fn list_users(conn: &mut DbConnection) -> StoreResult<Vec<UserRow>> {
         .load(conn)?)
 }
 
+/// Takes the users table for this transaction on PostgreSQL, so that two
+/// concurrent changes cannot each leave "another" admin and end with none.
+/// SQLite's write transactions are serial already.
+fn lock_users(conn: &mut DbConnection) -> StoreResult<()> {
+    if let DbConnection::Pg(c) = conn {
+        diesel::sql_query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(c)?;
+    }
+    Ok(())
+}
+
+/// Refuses a change that leaves no admin: `user` is about to stop being one.
+fn keep_an_admin(conn: &mut DbConnection, user: &UserRow, what: &str) -> StoreResult<()> {
+    if user.role != Role::Admin.as_str() {
+        return Ok(());
+    }
+    let admins: i64 = users::table
+        .filter(users::role.eq(Role::Admin.as_str()))
+        .count()
+        .get_result(conn)?;
+    if admins <= 1 {
+        return Err(StoreError::conflict(
+            "last_admin",
+            format!("{} is the last admin; {what} would leave none", user.name),
+        ));
+    }
+    Ok(())
+}
+
+/// Changes a user's role and/or password. A new password ends every
+/// session of the user; a new role counts from the next request.
+pub fn update_user(
+    conn: &mut DbConnection,
+    id: &str,
+    role: Option<Role>,
+    password_hash: Option<&str>,
+    actor: &str,
+) -> StoreResult<UserRow> {
+    lock_users(conn)?;
+    let mut user = user_by_id(conn, id)?.ok_or(StoreError::NotFound("user"))?;
+    if let Some(role) = role.filter(|r| r.as_str() != user.role) {
+        if role != Role::Admin {
+            keep_an_admin(conn, &user, "demoting them")?;
+        }
+        diesel::update(users::table.find(id))
+            .set(users::role.eq(role.as_str()))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            actor,
+            "user.role_change",
+            id,
+            json!({ "name": user.name, "from": user.role, "to": role }),
+        )?;
+        user.role = role.as_str().to_owned();
+    }
+    if let Some(hash) = password_hash {
+        diesel::update(users::table.find(id))
+            .set(users::password_hash.eq(hash))
+            .execute(conn)?;
+        let ended = super::sessions::end_all_of(conn, id)?;
+        audit::record(
+            conn,
+            actor,
+            "user.password_reset",
+            id,
+            json!({ "name": user.name, "sessions_ended": ended }),
+        )?;
+        hash.clone_into(&mut user.password_hash);
+    }
+    Ok(user)
+}
+
+/// Deletes a user and ends their sessions; the last admin stays.
+pub fn delete_user(conn: &mut DbConnection, id: &str, actor: &str) -> StoreResult<()> {
+    lock_users(conn)?;
+    let user = user_by_id(conn, id)?.ok_or(StoreError::NotFound("user"))?;
+    keep_an_admin(conn, &user, "deleting them")?;
+    let ended = super::sessions::end_all_of(conn, id)?;
+    diesel::delete(users::table.find(id)).execute(conn)?;
+    audit::record(
+        conn,
+        actor,
+        "user.delete",
+        id,
+        json!({ "name": user.name, "role": user.role, "sessions_ended": ended }),
+    )?;
+    Ok(())
+}
+
 /// Finds a pool by id or, failing that, by name.
 pub fn resolve_pool(conn: &mut DbConnection, id_or_name: &str) -> StoreResult<String> {
     pools::table

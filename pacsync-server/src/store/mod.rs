@@ -17,6 +17,7 @@ pub mod pools;
 pub mod repos;
 pub mod retention;
 pub mod schema;
+pub mod sessions;
 pub mod status;
 
 use std::time::Duration;

@@ -190,7 +190,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(endpoints -> pools (pool_id));
+diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(endpoint_repos -> endpoints (endpoint_id));
 diesel::joinable!(endpoint_repos -> repo_contents (repo_hash));
 diesel::joinable!(pool_targets -> pools (pool_id));
@@ -212,4 +222,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     endpoint_repos,
     api_tokens,
     archive_files,
+    sessions,
 );

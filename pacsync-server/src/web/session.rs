@@ -133,17 +133,23 @@ pub async fn login(
     Ok(resp)
 }
 
-/// `POST /ui/logout`: clears the cookie (CSRF-checked, so another site
-/// cannot log the admin out).
+/// `POST /ui/logout`: ends the session on the server, so the cookie's
+/// token is refused from now on even where a copy of it survives, and
+/// clears the cookie (CSRF-checked, so another site cannot log the admin
+/// out).
 pub async fn logout(
+    State(app): State<AppState>,
     headers: HeaderMap,
     transport: Option<Extension<Transport>>,
     _who: Principal,
-) -> Response {
+) -> ApiResult<Response> {
+    if let Some(token) = cookie_token(&headers) {
+        crate::api::auth::end_session(&app, &token).await?;
+    }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()
         .insert(SET_COOKIE, set_cookie("", 0, secure(&headers, transport)));
-    resp
+    Ok(resp)
 }
 
 /// `GET /ui/session`: who is logged in and the CSRF token to send; 401

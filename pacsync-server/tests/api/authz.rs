@@ -102,13 +102,38 @@ async fn authorization_matrix(backend: Backend) {
             kind: "user".into(),
             role: Some(Role::Admin),
             generation: None,
+            sid: None,
             iat: now - 7200,
             exp: now - 3600,
             iss: "pacsync-server".into(),
         })
         .expect("sign");
     let foreign = Keys::new(&Secret::new("another-secret-another-secret-0123456"))
-        .issue_user(&admin_id, Role::Admin, now)
+        .issue_user(
+            &admin_id,
+            Role::Admin,
+            "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            now,
+        )
+        .expect("sign");
+
+    let (st, victim) = s
+        .post(
+            "/api/users",
+            &admin,
+            json!({ "name": "victim", "password": "long enough", "role": "operator" }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{victim}");
+    let victim = victim["id"].as_str().expect("user id").to_owned();
+    // A user token of a session that does not exist.
+    let sessionless = Keys::new(&Secret::new(JWT_SECRET))
+        .issue_user(
+            &admin_id,
+            Role::Admin,
+            "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            now,
+        )
         .expect("sign");
 
     let missing = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
@@ -262,6 +287,18 @@ async fn authorization_matrix(backend: Backend) {
             Rule::Admin,
         ),
         (
+            Method::PATCH,
+            format!("/api/users/{victim}"),
+            Some(json!({ "role": "viewer" })),
+            Rule::Admin,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/users/{missing}"),
+            None,
+            Rule::Admin,
+        ),
+        (
             Method::GET,
             "/api/enrollment-tokens".into(),
             None,
@@ -319,6 +356,7 @@ async fn authorization_matrix(backend: Backend) {
         ("tampered", Some(tamper(&admin))),
         ("expired", Some(expired)),
         ("foreign key", Some(foreign)),
+        ("no session", Some(sessionless)),
         ("garbage", Some("not.a.token".to_owned())),
     ];
     let mut checked = 0;

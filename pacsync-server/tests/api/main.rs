@@ -20,6 +20,7 @@ mod repositories;
 mod retention;
 mod schema;
 mod serve;
+mod users;
 
 /// Runs the scenario `$name(Backend)` as two tests, one per backend.
 #[macro_export]

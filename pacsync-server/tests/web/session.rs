@@ -1,5 +1,6 @@
 //! The browser session over plain HTTP: cookie attributes, CSRF, roles,
-//! logout, and the page and its assets.
+//! logout (which ends the session on the server), and the page and its
+//! assets.
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
@@ -174,6 +175,24 @@ async fn cookie_session_and_csrf(backend: Backend) {
         cleared.starts_with("pacsync_session=;") && cleared.contains("Max-Age=0"),
         "{cleared}"
     );
+    // The session ended on the server: the old cookie, replayed, is
+    // refused, while the other sessions live on.
+    let (st, _) = call(&s, get.clone(), "/api/pools", &cookie, None, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = call(&s, get.clone(), "/ui/session", &cookie, None, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = call(
+        &s,
+        post.clone(),
+        "/api/pools",
+        &cookie,
+        Some(&csrf),
+        Some(json!({ "name": "after" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = call(&s, get.clone(), "/api/pools", &vcookie, None, None).await;
+    assert_eq!(st, StatusCode::OK);
     // No session: no answer.
     let (st, _) = call(
         &s,
