@@ -4,6 +4,8 @@
 //! truth; the daemon's test suite introspects the running daemon and compares
 //! it with that file, and this proxy is written against the same file.
 
+pub mod follow;
+
 use serde::{Deserialize, Serialize};
 use zbus::zvariant::{OwnedValue, Type, Value};
 

@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use pacsync_dbus::follow::DaemonView;
 use pacsync_dbus::{DaemonProxy, PlanCounts};
 use serde_json::{Value, json};
 
@@ -12,22 +13,39 @@ use crate::{Failure, Global, exit};
 
 /// Everything `status` shows, as JSON.
 pub async fn status_json(d: &DaemonProxy<'_>) -> Result<Value, Failure> {
-    let target = d.target().await?;
-    let op = d.operation().await?;
-    let plan = d.plan_summary().await?;
-    Ok(json!({
-        "status": d.status().await?,
-        "last_known_status": d.last_known_status().await?,
-        "last_error": d.last_error().await?,
-        "pool": d.pool().await?,
-        "target": target,
-        "plan_summary": plan,
-        "last_sync": d.last_sync().await?,
-        "last_report": d.last_report().await?,
-        "operation": if op.is_idle() { Value::Null } else { json!(op) },
-        "server_url": d.server_url().await?,
-        "machine_name": d.machine_name().await?,
-    }))
+    let view = DaemonView {
+        status: d.status().await?,
+        last_known_status: d.last_known_status().await?,
+        last_error: d.last_error().await?,
+        pool: d.pool().await?,
+        target: d.target().await?,
+        last_sync: d.last_sync().await?,
+        last_report: d.last_report().await?,
+        operation: d.operation().await?,
+        plan: d.plan_summary().await?,
+        server_url: d.server_url().await?,
+        machine_name: d.machine_name().await?,
+        // Not shown.
+        daemon_version: String::new(),
+    };
+    Ok(view_json(&view))
+}
+
+/// A reading of the daemon's properties as `status --json` prints it.
+pub fn view_json(v: &DaemonView) -> Value {
+    json!({
+        "status": v.status,
+        "last_known_status": v.last_known_status,
+        "last_error": v.last_error,
+        "pool": v.pool,
+        "target": v.target,
+        "plan_summary": v.plan,
+        "last_sync": v.last_sync,
+        "last_report": v.last_report,
+        "operation": if v.operation.is_idle() { Value::Null } else { json!(v.operation) },
+        "server_url": v.server_url,
+        "machine_name": v.machine_name,
+    })
 }
 
 pub async fn status(d: &DaemonProxy<'_>, g: &Global) -> Result<u8, Failure> {

@@ -2,20 +2,15 @@
 //! thread; the GTK main loop gets [`Event`]s through a channel and awaits
 //! calls made with [`Daemon::call`].
 //!
-//! The daemon is followed by signals only: `PropertiesChanged`,
-//! `OperationProgress` and `OperationFinished`, and the bus's
-//! `NameOwnerChanged` for the daemon leaving and coming back.
+//! The daemon is followed by signals only, by [`pacsync_dbus::follow`].
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use futures_util::StreamExt;
-use pacsync_dbus::{BUS_NAME, DaemonError, DaemonProxy, INTERFACE, OBJECT_PATH};
-use zbus::fdo::{DBusProxy, NameOwnerChangedStream, PropertiesProxy};
-use zbus::names::{BusName, InterfaceName};
+use pacsync_dbus::follow::Event as Followed;
+use pacsync_dbus::{DaemonError, DaemonProxy};
 
-use crate::model::{DaemonView, Presence};
+use crate::model::Presence;
 
 // One reading per D-Bus signal, moved not copied: boxing would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -110,13 +105,6 @@ impl Daemon {
     }
 }
 
-async fn connect(bus: Option<&str>) -> zbus::Result<zbus::Connection> {
-    match bus {
-        Some(a) => zbus::connection::Builder::address(a)?.build().await,
-        None => zbus::Connection::system().await,
-    }
-}
-
 type Slot = Arc<Mutex<Option<DaemonProxy<'static>>>>;
 
 fn set(slot: &Slot, proxy: Option<DaemonProxy<'static>>) {
@@ -125,119 +113,46 @@ fn set(slot: &Slot, proxy: Option<DaemonProxy<'static>>) {
     }
 }
 
+/// Follows the daemon: keeps the proxy for [`Daemon::call`] in `slot`
+/// while the daemon is there and passes the rest on to the main loop.
 async fn follow(bus: Option<String>, tx: async_channel::Sender<Event>, slot: Slot) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let result = watch(bus.as_deref(), &tx, &slot).await;
-        set(&slot, None);
-        if tx.is_closed() {
-            return;
-        }
-        let why = match result {
-            Ok(()) => "the bus connection closed".to_owned(),
-            Err(e) => format!("no system bus ({e})"),
-        };
-        let _ = tx.send(Event::Presence(Presence::Unavailable(why))).await;
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-    }
-}
-
-async fn watch(
-    bus: Option<&str>,
-    tx: &async_channel::Sender<Event>,
-    slot: &Slot,
-) -> zbus::Result<()> {
-    let conn = connect(bus).await?;
-    let dbus = DBusProxy::new(&conn).await?;
-    let mut owners = dbus
-        .receive_name_owner_changed_with_args(&[(0, BUS_NAME)])
-        .await?;
-    let name = BusName::try_from(BUS_NAME)?;
-    loop {
-        if !dbus.name_has_owner(name.clone()).await? {
-            set(slot, None);
-            let _ = tx
-                .send(Event::Presence(Presence::Unavailable(
-                    "pacsyncd is not running".into(),
-                )))
-                .await;
-            loop {
-                let Some(change) = owners.next().await else {
-                    return Ok(());
-                };
-                if change.args().is_ok_and(|a| a.new_owner().is_some()) {
-                    break;
+    pacsync_dbus::follow::follow(bus, |event| {
+        let tx = tx.clone();
+        let slot = slot.clone();
+        async move {
+            let event = match event {
+                Followed::Connected(proxy) => {
+                    set(&slot, Some(proxy));
+                    return true;
                 }
-            }
-        }
-        if !follow_daemon(&conn, tx, slot, &mut owners).await? {
-            return Ok(());
-        }
-    }
-}
-
-/// Send the properties now and after every change, until the daemon
-/// leaves (`Ok(true)`) or the connection ends (`Ok(false)`).
-async fn follow_daemon(
-    conn: &zbus::Connection,
-    tx: &async_channel::Sender<Event>,
-    slot: &Slot,
-    owners: &mut NameOwnerChangedStream,
-) -> zbus::Result<bool> {
-    let daemon = DaemonProxy::builder(conn)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await?;
-    let props = PropertiesProxy::builder(conn)
-        .destination(BUS_NAME)?
-        .path(OBJECT_PATH)?
-        .build()
-        .await?;
-    let mut changes = props.receive_properties_changed().await?;
-    let mut progress = daemon.receive_operation_progress().await?;
-    let mut finished = daemon.receive_operation_finished().await?;
-    set(slot, Some(daemon.clone()));
-    let interface = InterfaceName::try_from(INTERFACE)?;
-    loop {
-        match props.get_all(interface.clone()).await {
-            Ok(all) => {
-                let view = DaemonView::from_properties(&all);
-                if tx
-                    .send(Event::Presence(Presence::Ready(view)))
-                    .await
-                    .is_err()
-                {
-                    return Ok(false);
+                Followed::Presence(p) => {
+                    if matches!(p, Presence::Unavailable(_)) {
+                        set(&slot, None);
+                    }
+                    Event::Presence(p)
                 }
-            }
-            Err(_) => return Ok(true),
+                Followed::Progress {
+                    phase,
+                    percent,
+                    message,
+                } => Event::Progress {
+                    phase,
+                    percent,
+                    message,
+                },
+                Followed::Finished {
+                    kind,
+                    outcome,
+                    message,
+                } => Event::Finished {
+                    kind,
+                    outcome,
+                    message,
+                },
+            };
+            tx.send(event).await.is_ok()
         }
-        tokio::select! {
-            Some(_) = changes.next() => {}
-            Some(signal) = progress.next() => {
-                if let Ok(a) = signal.args() {
-                    let _ = tx.send(Event::Progress {
-                        phase: a.phase().to_string(),
-                        percent: *a.percent(),
-                        message: a.message().to_string(),
-                    }).await;
-                }
-            }
-            Some(signal) = finished.next() => {
-                if let Ok(a) = signal.args() {
-                    let _ = tx.send(Event::Finished {
-                        kind: a.kind().to_string(),
-                        outcome: a.outcome().to_string(),
-                        message: a.message().to_string(),
-                    }).await;
-                }
-            }
-            change = owners.next() => match change {
-                Some(c) if c.args().is_ok_and(|a| a.new_owner().is_none()) => return Ok(true),
-                Some(_) => {}
-                None => return Ok(false),
-            },
-        }
-    }
+    })
+    .await;
+    set(&slot, None);
 }

@@ -2,76 +2,10 @@
 //! wording, which buttons make sense, how the plan is filtered and sorted.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
-use pacsync_dbus::{OperationInfo, PlanCounts, PlanStepInfo, TargetInfo};
-use zbus::zvariant::OwnedValue;
+use pacsync_dbus::PlanStepInfo;
 
-/// The daemon's published properties, as one reading.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DaemonView {
-    pub status: String,
-    pub last_known_status: String,
-    pub last_error: String,
-    pub pool: String,
-    pub target: TargetInfo,
-    pub last_sync: i64,
-    pub last_report: i64,
-    pub operation: OperationInfo,
-    pub plan: PlanCounts,
-    pub server_url: String,
-    pub machine_name: String,
-    pub daemon_version: String,
-}
-
-impl DaemonView {
-    /// From `org.freedesktop.DBus.Properties.GetAll`; a missing or
-    /// differently typed property keeps its default, so another daemon
-    /// version still gives a reading.
-    pub fn from_properties(props: &HashMap<String, OwnedValue>) -> DaemonView {
-        fn get<T: TryFrom<OwnedValue> + Default>(
-            props: &HashMap<String, OwnedValue>,
-            key: &str,
-        ) -> T {
-            props
-                .get(key)
-                .and_then(|v| v.try_clone().ok())
-                .and_then(|v| T::try_from(v).ok())
-                .unwrap_or_default()
-        }
-        DaemonView {
-            status: get(props, "Status"),
-            last_known_status: get(props, "LastKnownStatus"),
-            last_error: get(props, "LastError"),
-            pool: get(props, "Pool"),
-            target: get(props, "Target"),
-            last_sync: get(props, "LastSync"),
-            last_report: get(props, "LastReport"),
-            operation: get(props, "Operation"),
-            plan: get(props, "PlanSummary"),
-            server_url: get(props, "ServerUrl"),
-            machine_name: get(props, "MachineName"),
-            daemon_version: get(props, "DaemonVersion"),
-        }
-    }
-
-    pub fn is_busy(&self) -> bool {
-        self.status == "syncing" || !self.operation.is_idle()
-    }
-
-    pub fn has_changes(&self) -> bool {
-        self.plan.total_changes() + self.plan.reason_change > 0
-    }
-}
-
-/// Whether the daemon is there, and what it says.
-// One reading per D-Bus signal, moved not copied: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Presence {
-    Unavailable(String),
-    Ready(DaemonView),
-}
+pub use pacsync_dbus::follow::{DaemonView, Presence};
 
 /// The `pacsync-<kind>` icon of a status (shipped in `data/icons/`).
 pub fn icon_name(presence: &Presence) -> &'static str {
@@ -283,7 +217,7 @@ pub fn matches(s: &PlanStepInfo, filter: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pacsync_dbus::status_word;
+    use pacsync_dbus::{OperationInfo, PlanCounts, TargetInfo, status_word};
 
     fn step(package: &str, action: &str, installed: &str, target: &str) -> PlanStepInfo {
         PlanStepInfo {

@@ -5,7 +5,6 @@
 //! An unprivileged client: every change it asks for is the daemon's, after
 //! polkit said yes; a refusal becomes a notification.
 
-mod daemon;
 mod icons;
 mod notify;
 mod tray;
@@ -15,10 +14,10 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use ksni::TrayMethods;
+use pacsync_dbus::follow::Event;
 use pacsync_dbus::{DaemonError, DaemonProxy};
 use tokio::sync::mpsc;
 
-use crate::daemon::Event;
 use crate::notify::{Notifier, Slot};
 use crate::tray::{Command, PacsyncTray};
 use crate::view::{IconKind, Note, Presence};
@@ -94,7 +93,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .spawn()
         .await
         .map_err(|e| anyhow::anyhow!("cannot serve the tray icon on the session bus: {e}"))?;
-    tokio::spawn(daemon::follow(args.bus.clone(), events_tx));
+    // Follows the daemon until this loop is gone.
+    tokio::spawn(pacsync_dbus::follow::follow(
+        args.bus.clone(),
+        move |event| std::future::ready(events_tx.send(event).is_ok()),
+    ));
 
     let mut daemon: Option<DaemonProxy<'static>> = None;
     let mut shown = Presence::Unavailable(String::new());
@@ -116,6 +119,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     let note = view::finished_note(&kind, &outcome, &message);
                     notifier.send(&note, Slot::Event).await;
                 }
+                // The reading that follows shows the progress.
+                Event::Progress { .. } => {}
             },
             Some(note) = failures.recv() => notifier.send(&note, Slot::Event).await,
             Some(command) = commands.recv() => match command {

@@ -1,68 +1,12 @@
 //! What the tray shows, computed from what the daemon publishes: pure
-//! functions of a [`DaemonView`], so every wording and every enabled menu
+//! functions of a [`DaemonView`](pacsync_dbus::follow::DaemonView), so every wording and every enabled menu
 //! entry is decided (and tested) without a bus.
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pacsync_dbus::{OperationInfo, PlanCounts, TargetInfo, status_word};
-use zbus::zvariant::OwnedValue;
+use pacsync_dbus::{PlanCounts, status_word};
 
-/// The daemon's published properties, as one reading.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DaemonView {
-    pub status: String,
-    pub last_known_status: String,
-    pub last_error: String,
-    pub pool: String,
-    pub target: TargetInfo,
-    pub last_sync: i64,
-    pub operation: OperationInfo,
-    pub plan: PlanCounts,
-    pub machine_name: String,
-}
-
-impl DaemonView {
-    /// From `org.freedesktop.DBus.Properties.GetAll`; a property that is
-    /// missing or of another type keeps its default, so an older or newer
-    /// daemon still gives a reading.
-    pub fn from_properties(props: &HashMap<String, OwnedValue>) -> DaemonView {
-        fn get<T: TryFrom<OwnedValue>>(
-            props: &HashMap<String, OwnedValue>,
-            key: &str,
-        ) -> Option<T> {
-            props
-                .get(key)
-                .and_then(|v| v.try_clone().ok())
-                .and_then(|v| T::try_from(v).ok())
-        }
-        DaemonView {
-            status: get(props, "Status").unwrap_or_default(),
-            last_known_status: get(props, "LastKnownStatus").unwrap_or_default(),
-            last_error: get(props, "LastError").unwrap_or_default(),
-            pool: get(props, "Pool").unwrap_or_default(),
-            target: get(props, "Target").unwrap_or_default(),
-            last_sync: get(props, "LastSync").unwrap_or_default(),
-            operation: get(props, "Operation").unwrap_or_default(),
-            plan: get(props, "PlanSummary").unwrap_or_default(),
-            machine_name: get(props, "MachineName").unwrap_or_default(),
-        }
-    }
-
-    pub fn is_busy(&self) -> bool {
-        self.status == "syncing" || !self.operation.is_idle()
-    }
-}
-
-/// Whether the daemon is there, and what it says.
-// One reading per D-Bus signal, moved not copied: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Presence {
-    /// No daemon (or no bus): why, in words.
-    Unavailable(String),
-    Ready(DaemonView),
-}
+pub use pacsync_dbus::follow::Presence;
 
 /// The icon of a status: its freedesktop icon name is `pacsync-<kind>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -300,6 +244,9 @@ pub fn finished_note(kind: &str, outcome: &str, message: &str) -> Note {
 
 #[cfg(test)]
 mod tests {
+    use pacsync_dbus::follow::DaemonView;
+    use pacsync_dbus::{OperationInfo, TargetInfo};
+
     use super::*;
 
     fn view(status: &str) -> DaemonView {
@@ -427,22 +374,5 @@ mod tests {
             (f.summary.as_str(), f.body.as_str(), f.icon),
             ("Sync failed", "pacman failed: conflict", IconKind::Error)
         );
-    }
-
-    #[test]
-    fn properties_of_another_daemon_version_still_read() {
-        let mut props = HashMap::new();
-        props.insert(
-            "Status".to_owned(),
-            OwnedValue::try_from(zbus::zvariant::Value::from("behind")).expect("value"),
-        );
-        props.insert(
-            "LastSync".to_owned(),
-            OwnedValue::try_from(zbus::zvariant::Value::from("not a number")).expect("value"),
-        );
-        let v = DaemonView::from_properties(&props);
-        assert_eq!(v.status, "behind");
-        assert_eq!(v.last_sync, 0);
-        assert_eq!(v.pool, "");
     }
 }
