@@ -105,6 +105,53 @@ pub struct ArchiveSettings {
     pub dir: PathBuf,
     /// `ARCHIVE_MAX_SIZE`: total bytes of package files; `None`: no limit.
     pub max_bytes: Option<u64>,
+    /// Where missing files of a target are downloaded from.
+    pub mirrors: MirrorSettings,
+}
+
+/// Upstream mirrors the archive fills from (docs/archive.md): pacman
+/// `Server =` URLs with `$repo` and `$arch`, the repositories whose sync
+/// databases are read there and the architecture.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorSettings {
+    /// `ARCHIVE_MIRRORS` / `[archive] mirrors`: tried for every pool, after
+    /// the pool's own.
+    pub default: Vec<String>,
+    /// `[archive.pool_mirrors]`: pool name → its own mirrors, tried first.
+    pub pools: std::collections::BTreeMap<String, Vec<String>>,
+    /// `ARCHIVE_MIRROR_REPOS` / `[archive] mirror_repos`.
+    pub repos: Vec<String>,
+    /// `ARCHIVE_MIRROR_ARCH` / `[archive] mirror_arch`.
+    pub arch: String,
+}
+
+/// The repositories read on a mirror unless configured.
+pub const DEFAULT_MIRROR_REPOS: [&str; 3] = ["core", "extra", "multilib"];
+
+impl MirrorSettings {
+    /// A pool's mirrors: its own first, then the default ones.
+    pub fn for_pool(&self, pool_name: &str) -> Vec<String> {
+        let mut out: Vec<String> = self.pools.get(pool_name).cloned().unwrap_or_default();
+        for m in &self.default {
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether any pool has a mirror.
+    pub fn any(&self) -> bool {
+        !self.default.is_empty() || self.pools.values().any(|l| !l.is_empty())
+    }
+}
+
+/// `a, b c` → `[a, b, c]`.
+fn split_list(v: &str) -> Vec<String> {
+    v.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `123`, `500M`, `20G`, `1T` (powers of 1024) as bytes; `0` is no limit.
@@ -159,6 +206,11 @@ struct FileSettings {
 struct FileArchive {
     dir: Option<PathBuf>,
     max_size: Option<String>,
+    mirrors: Option<Vec<String>>,
+    mirror_repos: Option<Vec<String>>,
+    mirror_arch: Option<String>,
+    #[serde(default)]
+    pool_mirrors: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// `auto_cleanup_old_states` in the file: `false`, `true` or a number of days.
@@ -323,7 +375,34 @@ impl Settings {
                 Some(v) => parse_size(&v)?,
                 None => None,
             },
+            mirrors: MirrorSettings {
+                default: env("ARCHIVE_MIRRORS")
+                    .map(|v| split_list(&v))
+                    .or(file.archive.mirrors)
+                    .unwrap_or_default(),
+                pools: file.archive.pool_mirrors,
+                repos: env("ARCHIVE_MIRROR_REPOS")
+                    .map(|v| split_list(&v))
+                    .or(file.archive.mirror_repos)
+                    .unwrap_or_else(|| DEFAULT_MIRROR_REPOS.map(str::to_owned).to_vec()),
+                arch: env("ARCHIVE_MIRROR_ARCH")
+                    .or(file.archive.mirror_arch)
+                    .unwrap_or_else(|| "x86_64".to_owned()),
+            },
         };
+        for url in archive
+            .mirrors
+            .default
+            .iter()
+            .chain(archive.mirrors.pools.values().flatten())
+        {
+            if !(url.starts_with("http://")
+                || url.starts_with("https://")
+                || url.starts_with("file://"))
+            {
+                bail!("archive mirror {url:?} must be an http://, https:// or file:// URL");
+            }
+        }
         Ok(Settings {
             archive,
             data_dir,
@@ -426,6 +505,45 @@ mod tests {
         );
         assert!(from(&[("ARCHIVE_MAX_SIZE", "lots")]).is_err());
         assert!(from(&[("ARCHIVE_MAX_SIZE", "5Q")]).is_err());
+    }
+
+    #[test]
+    fn archive_mirrors_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("server.toml");
+        std::fs::write(
+            &path,
+            "[archive]\nmirrors = [\"https://a.example/$repo/os/$arch\"]\n\
+             mirror_repos = [\"core\"]\n\
+             [archive.pool_mirrors]\noffice = [\"http://lan/$repo/os/$arch\"]\n",
+        )
+        .expect("config");
+        let s = Settings::from_sources(Some(&path), |_| None).expect("valid");
+        let m = &s.archive.mirrors;
+        assert_eq!(
+            m.for_pool("office"),
+            [
+                "http://lan/$repo/os/$arch",
+                "https://a.example/$repo/os/$arch"
+            ]
+        );
+        assert_eq!(m.for_pool("lab"), ["https://a.example/$repo/os/$arch"]);
+        assert_eq!(
+            (m.repos.as_slice(), m.arch.as_str()),
+            (&["core".to_owned()][..], "x86_64")
+        );
+        let s = Settings::from_sources(Some(&path), |k| {
+            (k == "ARCHIVE_MIRRORS").then(|| "file:///srv/m/$repo, http://b/$repo".to_owned())
+        })
+        .expect("valid");
+        assert_eq!(
+            s.archive.mirrors.for_pool("lab"),
+            ["file:///srv/m/$repo", "http://b/$repo"]
+        );
+        let d = from(&[]).expect("defaults").archive.mirrors;
+        assert!(!d.any());
+        assert_eq!(d.repos, ["core", "extra", "multilib"]);
+        assert!(from(&[("ARCHIVE_MIRRORS", "ftp://old/$repo")]).is_err());
     }
 
     #[test]

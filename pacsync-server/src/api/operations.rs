@@ -65,6 +65,7 @@ pub async fn set_latest(
             operations::set_latest(conn, &id, expected, comment, &actor, app.analysis)
         })
         .await?;
+    app.archive.fill_later(&app.store, &row.pool_id, &row.id);
     Ok(Json(target_json(&row)))
 }
 

@@ -346,5 +346,6 @@ pub async fn rollback(
             )
         })
         .await?;
+    app.archive.fill_later(&app.store, &row.pool_id, &row.id);
     Ok(Json(target_json(&row)))
 }

@@ -24,6 +24,13 @@ pub enum ArchiveCommand {
     /// Per pool: targets, files referenced, their bytes, and what storing
     /// each file once saves.
     Stats,
+    /// Download from the configured mirrors the files of a pool's current
+    /// target (every pool's without POOL) that the archive lacks; exit 1
+    /// when any could not be had.
+    Fill {
+        /// A pool's name or id.
+        pool: Option<String>,
+    },
     /// Add package files (a `FILE.sig` beside one is kept with it).
     Import {
         #[arg(required = true)]
@@ -45,7 +52,34 @@ pub fn run(store: &Store, archive: &Archive, cmd: ArchiveCommand) -> anyhow::Res
                 s.limit_bytes.map_or("none".to_owned(), |l| l.to_string())
             );
             println!("damaged  {}", s.damaged);
+            for f in &s.fills {
+                print_fill(f, "last fill");
+            }
             Ok(0)
+        }
+        ArchiveCommand::Fill { pool } => {
+            let pools: Vec<String> = match pool {
+                Some(p) => vec![p],
+                None => records::pools_and_targets(&mut *conn()?)?
+                    .into_iter()
+                    .filter(|(_, _, targets)| !targets.is_empty())
+                    .map(|(id, _, _)| id)
+                    .collect(),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let mut failed = false;
+            for p in pools {
+                let report = runtime
+                    .block_on(archive.fill(store, &p, None))
+                    .with_context(|| format!("filling the archive for pool {p}"))?;
+                failed |= !report.failed.is_empty();
+                print_fill(&report, "fill");
+            }
+            Ok(i32::from(failed))
         }
         ArchiveCommand::Verify => {
             let r = archive.verify(store)?;
@@ -144,6 +178,28 @@ pub fn run(store: &Store, archive: &Archive, cmd: ArchiveCommand) -> anyhow::Res
             }
             Ok(0)
         }
+    }
+}
+
+fn print_fill(f: &super::fill::FillReport, what: &str) {
+    let state = if f.finished_at.is_some() {
+        "finished"
+    } else {
+        "unfinished"
+    };
+    println!(
+        "{what} of pool {} (target {}): {state}, {} missing, {} stored, {} failed",
+        f.pool_name,
+        f.target_id,
+        f.missing,
+        f.stored.len(),
+        f.failed.len()
+    );
+    for s in &f.stored {
+        println!("  stored {s}");
+    }
+    for x in &f.failed {
+        println!("  FAILED {} {}: {}", x.name, x.version, x.reason);
     }
 }
 

@@ -256,6 +256,11 @@ impl Ingest {
         Ok(())
     }
 
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// The sha256 of what was written so far.
     pub fn sha256(&self) -> String {
         hex::encode(self.hasher.clone().finalize())

@@ -1,12 +1,13 @@
 //! The package archive: the exact package files of every pool target, kept
 //! once per content on the server's disk ([`disk`]), recorded in the
 //! database ([`records`]), checked ([`Archive::verify`]), collected
-//! ([`Archive::gc`]) and published as pacman repositories ([`repodb`],
-//! [`api`]). See docs/archive.md.
+//! ([`Archive::gc`]), filled from mirrors ([`fill`]) and published as
+//! pacman repositories ([`repodb`], [`api`]). See docs/archive.md.
 
 pub mod api;
 pub mod cli;
 pub mod disk;
+pub mod fill;
 pub mod pkginfo;
 pub mod records;
 pub mod repodb;
@@ -30,6 +31,10 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct Archive {
     pub disk: PackageDisk,
+    /// Where missing files are downloaded from ([`fill`]).
+    pub mirrors: std::sync::Arc<crate::settings::MirrorSettings>,
+    /// Held by the running fill: one at a time.
+    fill_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What an upload or import became.
@@ -66,6 +71,8 @@ pub struct Status {
     pub bytes: u64,
     pub limit_bytes: Option<u64>,
     pub damaged: usize,
+    /// The last fill from mirrors of each pool.
+    pub fills: Vec<fill::FillReport>,
 }
 
 impl Archive {
@@ -73,7 +80,11 @@ impl Archive {
         use anyhow::Context as _;
         let disk = PackageDisk::open(&settings.dir, settings.max_bytes)
             .with_context(|| format!("opening the package archive {}", settings.dir.display()))?;
-        Ok(Archive { disk })
+        Ok(Archive {
+            disk,
+            mirrors: std::sync::Arc::new(settings.mirrors.clone()),
+            fill_lock: std::sync::Arc::default(),
+        })
     }
 
     /// Stores a package file from `reader` (blocking), checks its
@@ -224,6 +235,7 @@ impl Archive {
             bytes: self.disk.used(),
             limit_bytes: self.disk.limit(),
             damaged: rows.iter().filter(|r| r.damaged_at.is_some()).count(),
+            fills: self.fill_reports(),
         })
     }
 }

@@ -3,6 +3,7 @@
 
 mod api_tokens;
 mod archive;
+mod archive_fill;
 mod authz;
 mod bad_input;
 mod caches;
@@ -10,6 +11,7 @@ mod concurrency;
 mod durability;
 mod flow;
 mod harness;
+mod mirror;
 mod openapi;
 mod operations;
 mod packaging;
