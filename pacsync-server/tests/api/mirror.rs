@@ -64,6 +64,11 @@ impl Mirror {
         self.lock().cut_once.insert(file.to_owned(), bytes);
     }
 
+    /// Sends `bytes` at a time with `pause` between.
+    pub fn throttle(&self, bytes: usize, pause: Duration) {
+        self.lock().throttle = Some((bytes, pause));
+    }
+
     /// The requests for paths ending in `suffix`: their `Range` headers.
     pub fn requests_for(&self, suffix: &str) -> Vec<Option<String>> {
         self.lock()
