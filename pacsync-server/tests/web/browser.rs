@@ -217,7 +217,12 @@ async fn admin_and_viewer(backend: Backend) {
     // The pool page: members, history and the diff of the two targets.
     b.goto(&format!("{}/ui/#/pools/{pool_id}", s.base)).await;
     b.find("#diff-form button[type=submit]").await;
-    assert_eq!(b.count("#members tr[data-machine]").await, 2);
+    // The members' list may come after the history.
+    b.wait_for(
+        "both members",
+        "document.querySelectorAll('#members tr[data-machine]').length === 2",
+    )
+    .await;
     assert_eq!(b.count("#targets tr[data-target]").await, 2);
     b.click("#diff-form button[type=submit]").await;
     b.wait_for(
@@ -335,6 +340,65 @@ async fn admin_and_viewer(backend: Backend) {
     assert_eq!(st, StatusCode::OK, "the token shown works");
     shot(&b, backend, "access").await;
 
+    eprintln!("step: Users: add one, change its role, reset its password, delete it.");
+    b.type_into("#user-name", "temp").await;
+    b.type_into("#user-password", PASSWORD).await;
+    b.click("#user-form button[type=submit]").await;
+    b.find("tr[data-user=\"temp\"]").await;
+    b.click("select[aria-label=\"Role of temp\"] option[value=operator]")
+        .await;
+    b.click("button[aria-label=\"Change the role of temp\"]")
+        .await;
+    b.wait_for(
+        "temp an operator",
+        "document.querySelector('select[aria-label=\"Role of temp\"]')?.value === 'operator' && document.querySelector('#toasts').textContent.includes('temp is now operator')",
+    )
+    .await;
+    let temp = s.login("temp").await;
+    assert_eq!(s.get("/api/pools", &temp).await.0, StatusCode::OK);
+    b.type_into(
+        "input[aria-label=\"New password for temp\"]",
+        "another password",
+    )
+    .await;
+    b.click("form[data-reset-user=\"temp\"] button").await;
+    b.wait_for(
+        "the reset",
+        "document.querySelector('#toasts').textContent.includes('Password of temp reset')",
+    )
+    .await;
+    assert_eq!(
+        s.get("/api/pools", &temp).await.0,
+        StatusCode::UNAUTHORIZED,
+        "a reset ends the user's sessions"
+    );
+    // The only admin's own row: demoting it is refused with the reason.
+    b.click("select[aria-label=\"Role of admin\"] option[value=viewer]")
+        .await;
+    b.click("button[aria-label=\"Change the role of admin\"]")
+        .await;
+    b.wait_for(
+        "the last admin kept",
+        "document.querySelector('#toasts').textContent.includes('last admin')",
+    )
+    .await;
+    b.click("button[aria-label=\"Delete user temp\"]").await;
+    b.accept_dialog().await;
+    b.wait_for(
+        "temp gone",
+        "!document.querySelector('tr[data-user=\"temp\"]') && document.querySelector('tr[data-user=\"admin\"]')",
+    )
+    .await;
+    let (_, users) = s.get("/api/users", &admin).await;
+    assert_eq!(users["total"], 3, "{users}");
+    let (_, who) = s.get("/api/users", &admin).await;
+    assert!(
+        who["items"].as_array().is_some_and(|u| u
+            .iter()
+            .any(|u| u["name"] == "admin" && u["role"] == "admin")),
+        "{who}"
+    );
+
     eprintln!("step: Dark theme.");
     // Dark theme.
     b.goto(&format!("{}/ui/#/", s.base)).await;
@@ -352,10 +416,44 @@ async fn admin_and_viewer(backend: Backend) {
     shot(&b, backend, "dashboard-dark").await;
     b.click("#theme").await;
 
-    eprintln!("step: A viewer sees everything and can change nothing.");
-    // A viewer sees everything and can change nothing.
+    eprintln!("step: Logging out ends the session: the old cookie, put back, is refused.");
+    let old_cookie = b.cookie("pacsync_session").await;
+    assert!(
+        old_cookie["value"].as_str().is_some_and(|v| !v.is_empty()),
+        "{old_cookie}"
+    );
     b.click("#logout").await;
     b.find("#username").await;
+    b.add_cookie(json!({
+        "name": "pacsync_session",
+        "value": old_cookie["value"],
+        "path": "/",
+        "httpOnly": true,
+        "sameSite": "Strict",
+    }))
+    .await;
+    b.goto(&format!("{}/ui/#/access", s.base)).await;
+    b.find("#username").await;
+    assert_eq!(
+        b.script(
+            "return document.querySelector('header.top').hidden && !document.querySelector('#users');",
+            json!([])
+        )
+        .await,
+        true,
+        "the replayed cookie opened a page"
+    );
+    let replayed = b
+        .script_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch('/api/pools').then((r) => done(r.status));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(replayed, 401);
+
+    eprintln!("step: A viewer sees everything and can change nothing.");
+    // A viewer sees everything and can change nothing.
     log_in(&b, &s.base, "viewer").await;
     b.find("tr[data-name=\"ws-01\"]").await;
     for control in [
@@ -389,6 +487,17 @@ async fn admin_and_viewer(backend: Backend) {
         0
     );
     shot(&b, backend, "pool-viewer").await;
+    b.goto(&format!("{}/ui/#/access", s.base)).await;
+    b.wait_for(
+        "the refusal",
+        "document.querySelector('#main [role=alert]')?.textContent.includes('admin')",
+    )
+    .await;
+    assert_eq!(
+        b.count("#users, form[data-reset-user], button[aria-label^=\"Delete user\"]")
+            .await,
+        0
+    );
     eprintln!("step: The API refuses the viewer's session even with its CSRF token.");
     // The API refuses the viewer's session even with its CSRF token.
     let refused = b

@@ -272,6 +272,47 @@ impl Browser {
         self.raw("POST", "/alert/accept", None).await;
     }
 
+    /// Accepts the open `window.confirm` (or alert), once it is open.
+    pub async fn accept_dialog(&self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let open = self
+                .http
+                .get(format!("{}/alert/text", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if open {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no dialog opened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.raw("POST", "/alert/accept", None).await;
+    }
+
+    /// The browser's cookie `name` for the current page, as WebDriver
+    /// gives it (HttpOnly ones included).
+    pub async fn cookie(&self, name: &str) -> Value {
+        self.raw("GET", &format!("/cookie/{name}"), None).await
+    }
+
+    /// Sets a cookie (a WebDriver cookie object) for the current page.
+    pub async fn add_cookie(&self, cookie: Value) {
+        self.raw("POST", "/cookie", Some(json!({ "cookie": cookie })))
+            .await;
+    }
+
+    /// A Chrome DevTools Protocol command through chromedriver.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.raw(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": cmd, "params": params })),
+        )
+        .await
+    }
+
     /// The page as PNG, written to `path`.
     pub async fn screenshot(&self, path: &std::path::Path) {
         let v = self.raw("GET", "/screenshot", None).await;

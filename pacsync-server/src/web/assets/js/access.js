@@ -1,5 +1,6 @@
-// Users, API tokens and enrollment tokens (admins). A new token's secret
-// is shown once, right after it is made.
+// Users (add, change role, reset password, delete), API tokens and
+// enrollment tokens (admins). A new token's secret is shown once, right
+// after it is made.
 
 import { api, all } from './api.js';
 import { h, clear, when, attempt, field } from './dom.js';
@@ -23,10 +24,32 @@ export async function render(main) {
   const shown = h('div', { id: 'shown-secret' });
   const pools = await all('/api/pools');
 
+  // A user's role, password and removal; the server keeps the last admin
+  // (409 last_admin, shown as the notice).
+  function userRow(u) {
+    const role = roleSelect(`user-role-${u.id}`);
+    role.value = u.role;
+    role.setAttribute('aria-label', `Role of ${u.name}`);
+    const save = h('button', { type: 'button', class: 'ghost', 'aria-label': `Change the role of ${u.name}`, onclick: async () => {
+      if (role.value !== u.role && await attempt(`${u.name} is now ${role.value}`, () => api.patch(`/api/users/${u.id}`, { role: role.value }))) drawUsers();
+    } }, 'Change role');
+    const pass = h('input', { type: 'password', minlength: 8, autocomplete: 'new-password', 'aria-label': `New password for ${u.name}`, placeholder: 'new password' });
+    const reset = h('form', { class: 'row inline', dataset: { resetUser: u.name } }, pass, h('button', { type: 'submit', class: 'ghost' }, 'Reset password'));
+    reset.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (await attempt(`Password of ${u.name} reset; their sessions ended`, () => api.patch(`/api/users/${u.id}`, { password: pass.value }))) pass.value = '';
+    });
+    const del = h('button', { type: 'button', class: 'danger', 'aria-label': `Delete user ${u.name}`, onclick: async () => {
+      if (window.confirm(`Delete user ${u.name}? Their sessions end at once.`) && await attempt(`User ${u.name} deleted`, () => api.del(`/api/users/${u.id}`))) drawUsers();
+    } }, 'Delete');
+    return h('tr', { dataset: { user: u.name } }, h('th', { scope: 'row' }, u.name), h('td', {}, h('div', { class: 'row inline' }, role, save)),
+      h('td', {}, when(u.created_at)), h('td', {}, reset), h('td', {}, del));
+  }
+
   async function drawUsers() {
     const users = await all('/api/users');
-    clear(usersBox, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Role', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, users.map((u) => h('tr', {}, h('td', {}, u.name), h('td', {}, u.role), h('td', {}, when(u.created_at)))))));
+    clear(usersBox, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Role', 'Created', 'Password', 'Remove'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, users.map(userRow))));
   }
 
   async function drawApiTokens() {
