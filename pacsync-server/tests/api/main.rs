@@ -4,6 +4,7 @@
 mod api_tokens;
 mod archive;
 mod archive_fill;
+mod archive_gc;
 mod archive_kill;
 mod authz;
 mod bad_input;
