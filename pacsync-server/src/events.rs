@@ -9,7 +9,9 @@
 //! change made through one replica reaches sockets held by any other.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
+use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -20,6 +22,9 @@ pub const PG_CHANNEL: &str = "pacsync_events";
 const PG_PAYLOAD_MAX: usize = 7000;
 /// Events a slow socket may fall behind before it is told to resync.
 const HUB_CAPACITY: usize = 4096;
+/// The same for machines, which hear far fewer events (their pool's, their
+/// own).
+const MACHINE_HUB_CAPACITY: usize = 256;
 
 /// Who an event is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,28 +48,68 @@ pub struct Event {
     pub message: Value,
 }
 
-/// The in-process fan-out to WebSocket sessions.
+/// An event as sessions receive it: serialized once, whatever the number
+/// of sockets it goes to, and shared by reference.
+#[derive(Debug)]
+pub struct Pushed {
+    pub scope: Scope,
+    pub message: Value,
+    pub text: Utf8Bytes,
+}
+
+/// The in-process fan-out to WebSocket sessions, on two channels: admin
+/// clients hear pool and admin events, machines pool and machine events.
+/// A machine's socket thus never wakes for the status change of each other
+/// machine (a new target changes thousands at once).
 #[derive(Debug, Clone)]
 pub struct Hub {
-    tx: broadcast::Sender<Event>,
+    admins: broadcast::Sender<Arc<Pushed>>,
+    machines: broadcast::Sender<Arc<Pushed>>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Hub {
-            tx: broadcast::channel(HUB_CAPACITY).0,
+            admins: broadcast::channel(HUB_CAPACITY).0,
+            machines: broadcast::channel(MACHINE_HUB_CAPACITY).0,
         }
     }
 }
 
 impl Hub {
     pub fn publish(&self, event: Event) {
-        // No receiver is the usual case between sockets, not an error.
-        let _ = self.tx.send(event);
+        let (admins, machines) = match event.scope {
+            Scope::All | Scope::Pool(_) => (true, true),
+            Scope::Admins => (true, false),
+            Scope::Endpoint(_) => (false, true),
+        };
+        let admins = admins && self.admins.receiver_count() > 0;
+        let machines = machines && self.machines.receiver_count() > 0;
+        if !admins && !machines {
+            return;
+        }
+        let pushed = Arc::new(Pushed {
+            text: event.message.to_string().into(),
+            scope: event.scope,
+            message: event.message,
+        });
+        // A receiver gone in between is not an error.
+        if admins {
+            let _ = self.admins.send(pushed.clone());
+        }
+        if machines {
+            let _ = self.machines.send(pushed);
+        }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.tx.subscribe()
+    /// The events of admin clients: `Pool`, `Admins` and `All`.
+    pub fn subscribe_admin(&self) -> broadcast::Receiver<Arc<Pushed>> {
+        self.admins.subscribe()
+    }
+
+    /// The events of machines: `Pool`, `Endpoint` and `All`.
+    pub fn subscribe_machine(&self) -> broadcast::Receiver<Arc<Pushed>> {
+        self.machines.subscribe()
     }
 }
 

@@ -17,6 +17,7 @@ use super::{
 use crate::auth::{Principal, Role};
 use crate::store::operations::{self, Progress, operation_json};
 use crate::store::pools::Expected;
+use crate::store::status;
 
 /// A JSON body that may be left out entirely (then `T::default()`).
 fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
@@ -65,6 +66,7 @@ pub async fn set_latest(
             operations::set_latest(conn, &id, expected, comment, &actor, app.analysis)
         })
         .await?;
+    status::recompute_pool_in_steps(&app.store, &row.pool_id).await?;
     app.archive.fill_later(&app.store, &row.pool_id, &row.id);
     Ok(Json(target_json(&row)))
 }

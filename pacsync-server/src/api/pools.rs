@@ -14,7 +14,7 @@ use super::{
 use crate::auth::{Principal, Role};
 use crate::store::models::{PoolRow, PoolTargetRow};
 use crate::store::pools::{self, Expected, NewTarget, PoolSpec};
-use crate::store::{StoreError, content};
+use crate::store::{StoreError, content, status};
 
 pub const DEFAULT_GRACE_SECS: i64 = 3600;
 const MAX_GRACE_SECS: i64 = 365 * 24 * 3600;
@@ -346,6 +346,7 @@ pub async fn rollback(
             )
         })
         .await?;
+    status::recompute_pool_in_steps(&app.store, &row.pool_id).await?;
     app.archive.fill_later(&app.store, &row.pool_id, &row.id);
     Ok(Json(target_json(&row)))
 }

@@ -16,12 +16,23 @@ use tokio::sync::broadcast::error::RecvError;
 use super::principal::{authenticate, bearer};
 use super::{ApiError, ApiResult, AppState, Query};
 use crate::auth::{Principal, Role};
-use crate::events::{Event, Scope};
+use crate::events::{Pushed, Scope};
 use crate::store::endpoints;
 
 /// How often the server pings; a client that answered none of the last
 /// two pings is gone.
 pub const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// The push channel's messages are a few hundred bytes each way, and
+/// 10,000 machines may hold a socket each: per-socket buffers stay small
+/// (tungstenite's defaults reserve 128 KiB for reading up front).
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are written out as they come (each send flushes anyway).
+const WRITE_BUFFER: usize = 0;
+/// What a client may send; it has nothing big to say.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// What may queue for a client that does not read.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// Close codes in the private range: the client should get a new token
 /// (4001) or simply reconnect (1001, the server is going away).
@@ -62,7 +73,13 @@ pub async fn connect(
         }
         Principal::User { .. } | Principal::Token { .. } => None,
     };
-    Ok(upgrade.on_upgrade(move |socket| session(app, who, pool, expires, socket)))
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session(app, who, pool, expires, socket)))
 }
 
 /// What a session needs to pick its events.
@@ -75,7 +92,7 @@ struct Listener {
 impl Listener {
     /// Whether `e` is for this session; a machine's own `target_changed`
     /// on a pool move also tells it its new pool.
-    fn wants(&mut self, e: &Event) -> bool {
+    fn wants(&mut self, e: &Pushed) -> bool {
         match (&self.who, &e.scope) {
             (_, Scope::All) => true,
             (Principal::User { .. } | Principal::Token { .. }, Scope::Admins | Scope::Pool(_)) => {
@@ -125,7 +142,12 @@ async fn session(
     expires: i64,
     mut socket: WebSocket,
 ) {
-    let mut events = app.store.hub().subscribe();
+    // Machines and admin clients listen on channels of their own, so a
+    // machine does not wake for every other machine's status change.
+    let mut events = match who {
+        Principal::Machine { .. } => app.store.hub().subscribe_machine(),
+        Principal::User { .. } | Principal::Token { .. } => app.store.hub().subscribe_admin(),
+    };
     let stop = crate::stopping(app.shutdown.clone());
     tokio::pin!(stop);
     let mut listener = Listener { who, pool };
@@ -134,6 +156,9 @@ async fn session(
     let expiry = tokio::time::sleep(left);
     tokio::pin!(expiry);
     let mut ping = tokio::time::interval(PING_EVERY);
+    // A session polled late (a busy server) pings once, not in a burst
+    // that would count as several unanswered pings at once.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut unanswered = 0u32;
     if socket
@@ -146,7 +171,7 @@ async fn session(
     loop {
         let outgoing = tokio::select! {
             e = events.recv() => match e {
-                Ok(e) if listener.wants(&e) => Message::Text(e.message.to_string().into()),
+                Ok(e) if listener.wants(&e) => Message::Text(e.text.clone()),
                 Ok(_) => continue,
                 // Fell behind: what was missed is gone, so the client
                 // reloads what it shows.
@@ -154,11 +179,10 @@ async fn session(
                 Err(RecvError::Closed) => close(CLOSE_GOING_AWAY, "server shutting down"),
             },
             m = socket.recv() => match m {
-                Some(Ok(Message::Pong(_))) => { unanswered = 0; continue; }
                 // Pings are answered by the WebSocket layer; anything else
-                // a client says is ignored.
+                // a client says is ignored, but shows it is there.
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => continue,
+                Some(Ok(_)) => { unanswered = 0; continue; }
             },
             _ = ping.tick() => {
                 if unanswered >= 2 {

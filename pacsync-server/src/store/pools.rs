@@ -211,9 +211,13 @@ pub struct NewTarget {
 }
 
 /// Makes `new` the pool's target if the current one is still `expected`,
-/// and recomputes every member's status in the same transaction. Of two
+/// and tells the pool's machines (the push leaves at commit). Of two
 /// callers expecting the same previous target exactly one wins; the
-/// other gets `target_conflict`.
+/// other gets `target_conflict`. The members' statuses are the caller's
+/// to recompute once this committed, with
+/// [`status::recompute_pool_in_steps`]: a pool of thousands hears of its
+/// new target without waiting for them, and the single writer is not held
+/// for all of them at once.
 pub fn set_target(
     conn: &mut DbConnection,
     pool_id: &str,
@@ -285,7 +289,6 @@ pub fn set_target(
     if analysis && super::repos::refresh_pool(conn, pool_id)? {
         announce_policy(pool_id);
     }
-    status::recompute_pool(conn, pool_id)?;
     events::emit(
         Scope::Pool(pool_id.to_owned()),
         json!({

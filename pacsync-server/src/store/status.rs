@@ -8,11 +8,13 @@ use pacsync_core::plan::{Policy, SyncPlan, plan};
 use pacsync_core::state::{PackageState, TargetState};
 use pacsync_core::status::{Drift, EndpointStatus, Situation, drift, endpoint_status};
 use sha2::{Digest as _, Sha256};
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::changes::Touched;
 use super::models::{EndpointRow, PoolRow, PoolTargetRow};
 use super::schema::{endpoints, operations, pool_targets, pools};
-use super::{DbConnection, StoreError, StoreResult, cache, content, now_ms};
+use super::{DbConnection, Store, StoreError, StoreResult, cache, content, now_ms};
 use crate::events::{self, Scope};
 use serde_json::json;
 
@@ -133,13 +135,24 @@ pub fn compute(
     ep: &EndpointRow,
     view: Option<&PoolView>,
 ) -> StoreResult<EndpointStatus> {
+    let running = has_active_operation(conn, &ep.id)?;
+    compute_knowing(conn, ep, view, running)
+}
+
+/// [`compute`] with whether an operation runs already known.
+fn compute_knowing(
+    conn: &mut DbConnection,
+    ep: &EndpointRow,
+    view: Option<&PoolView>,
+    operation_running: bool,
+) -> StoreResult<EndpointStatus> {
     let situation = Situation {
         in_pool: view.is_some(),
         pool_has_target: view.is_some_and(|v| v.target.is_some()),
         // Without a pool there is no grace period to miss.
         online: view
             .is_none_or(|v| is_online(ep.last_seen_at, v.pool.offline_grace_secs, now_ms())),
-        operation_running: has_active_operation(conn, &ep.id)?,
+        operation_running,
         last_operation_failed: ep.last_error.is_some(),
     };
     let drift = match (view, &ep.state_hash) {
@@ -207,6 +220,70 @@ pub fn recompute_pool(conn: &mut DbConnection, pool_id: &str) -> StoreResult<()>
         .load(conn)?;
     for ep in &members {
         let status = compute(conn, ep, Some(&view))?;
+        store_status(conn, ep, status)?;
+    }
+    Ok(())
+}
+
+/// Members whose status one write transaction recomputes after a new
+/// target: reports, which need the same (single, on SQLite) writer, get in
+/// between.
+const MEMBERS_PER_WRITE: usize = 500;
+
+/// Recomputes every member of a pool after its target changed, in short
+/// write transactions rather than one long one. The sync plans of the
+/// members' states against the target are worked out first on a read
+/// connection (states are shared, so there are far fewer than members);
+/// the writes then only look them up. A member whose state changes
+/// meanwhile has its status recomputed by its own report, against the
+/// same target; each step reads the pool afresh, so a newer target
+/// meanwhile is simply the one compared with.
+pub async fn recompute_pool_in_steps(store: &Store, pool_id: &str) -> StoreResult<()> {
+    let pid = pool_id.to_owned();
+    let ids: Vec<String> = store
+        .run(move |conn| {
+            let view = load_pool(conn, &pid)?;
+            let members: Vec<(String, Option<String>)> = endpoints::table
+                .filter(endpoints::pool_id.eq(&pid))
+                .select((endpoints::id, endpoints::state_hash))
+                .load(conn)?;
+            let mut seen = HashSet::new();
+            for hash in members.iter().filter_map(|(_, h)| h.as_deref()) {
+                if seen.insert(hash) {
+                    drift_of(conn, &view, hash)?;
+                }
+            }
+            Ok(members.into_iter().map(|(id, _)| id).collect())
+        })
+        .await?;
+    for chunk in ids.chunks(MEMBERS_PER_WRITE) {
+        let (pid, chunk) = (pool_id.to_owned(), chunk.to_vec());
+        store
+            .write_touching(move |conn| {
+                recompute_members(conn, &pid, &chunk).map(|()| ((), Touched::Listed))
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Recomputes the members `ids` of a pool (those still in it).
+fn recompute_members(conn: &mut DbConnection, pool_id: &str, ids: &[String]) -> StoreResult<()> {
+    let view = load_pool(conn, pool_id)?;
+    let members: Vec<EndpointRow> = endpoints::table
+        .filter(endpoints::id.eq_any(ids))
+        .filter(endpoints::pool_id.eq(pool_id))
+        .select(EndpointRow::as_select())
+        .load(conn)?;
+    let running: HashSet<String> = operations::table
+        .filter(operations::endpoint_id.eq_any(ids))
+        .filter(operations::status.eq_any(["queued", "running"]))
+        .select(operations::endpoint_id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    for ep in &members {
+        let status = compute_knowing(conn, ep, Some(&view), running.contains(&ep.id))?;
         store_status(conn, ep, status)?;
     }
     Ok(())
