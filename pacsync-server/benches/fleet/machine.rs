@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
@@ -202,6 +203,50 @@ async fn connect(fleet: &Fleet, token: &str) -> Option<Socket> {
     }
 }
 
+/// Reads the push channel on a task of its own, as pacsyncd does: pings
+/// are answered and pushes timed while the machine is busy with a report.
+/// Operations to carry out come out of the returned channel, which closes
+/// when the connection is lost.
+fn listen(fleet: Arc<Fleet>, mut socket: Socket) -> mpsc::UnboundedReceiver<Value> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut stop = fleet.stop.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                m = socket.next() => match m {
+                    Some(Ok(Message::Text(text))) => {
+                        let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                        match v["type"].as_str() {
+                            Some("target_changed") => {
+                                if let Some(t) = v["target"]["id"].as_str() {
+                                    fleet.target_arrived(t);
+                                }
+                            }
+                            Some("operation_requested") => {
+                                let _ = tx.send(v);
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        fleet.connected.fetch_sub(1, Ordering::Relaxed);
+                        fleet.disconnects.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                },
+                _ = stop.changed() => {
+                    let _ = socket.close(None).await;
+                    let _ = socket.flush().await;
+                    fleet.connected.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// The machine's life until the fleet stops.
 pub async fn run(fleet: Arc<Fleet>, universe: Arc<Universe>, i: usize) -> Outcome {
     let mut rng = Rng::new(i as u64 * 7919 + 17);
@@ -217,14 +262,16 @@ pub async fn run(fleet: Arc<Fleet>, universe: Arc<Universe>, i: usize) -> Outcom
     };
     let mut profile = rng.below(fleet.profiles.len());
     let mut state = fleet.profiles[profile].clone();
-    let mut socket = connect(&fleet, &session.access).await;
+    let mut channel = connect(&fleet, &session.access)
+        .await
+        .map(|s| listen(fleet.clone(), s));
     let mut next_report = tokio::time::Instant::now();
     let mut stop = fleet.stop.subscribe();
     loop {
         if *stop.borrow() {
             break;
         }
-        let Some(ws) = socket.as_mut() else {
+        let Some(operations) = channel.as_mut() else {
             // Reconnect after a pause, as pacsyncd backs off.
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -233,32 +280,18 @@ pub async fn run(fleet: Arc<Fleet>, universe: Arc<Universe>, i: usize) -> Outcom
             if !session.renew(&fleet).await {
                 fleet.error(Kind::Connect, "refresh before reconnecting failed");
             }
-            socket = connect(&fleet, &session.access).await;
-            if socket.is_some() {
+            channel = connect(&fleet, &session.access)
+                .await
+                .map(|s| listen(fleet.clone(), s));
+            if channel.is_some() {
                 fleet.reconnects.fetch_add(1, Ordering::Relaxed);
             }
             continue;
         };
         tokio::select! {
-            m = ws.next() => match m {
-                Some(Ok(Message::Text(text))) => {
-                    let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
-                    match v["type"].as_str() {
-                        Some("target_changed") => {
-                            if let Some(t) = v["target"]["id"].as_str() {
-                                fleet.target_arrived(t);
-                            }
-                        }
-                        Some("operation_requested") => session.operate(&fleet, &v["operation"]).await,
-                        _ => {}
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
-                    fleet.connected.fetch_sub(1, Ordering::Relaxed);
-                    fleet.disconnects.fetch_add(1, Ordering::Relaxed);
-                    socket = None;
-                }
+            op = operations.recv() => match op {
+                Some(v) => session.operate(&fleet, &v["operation"]).await,
+                None => channel = None,
             },
             () = tokio::time::sleep_until(next_report) => {
                 // Now and then the machine changes: mostly to a state
@@ -284,11 +317,6 @@ pub async fn run(fleet: Arc<Fleet>, universe: Arc<Universe>, i: usize) -> Outcom
             }
             _ = stop.changed() => break,
         }
-    }
-    if let Some(mut ws) = socket {
-        let _ = ws.close(None).await;
-        let _ = ws.flush().await;
-        fleet.connected.fetch_sub(1, Ordering::Relaxed);
     }
     outcome
 }

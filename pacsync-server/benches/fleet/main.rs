@@ -196,17 +196,29 @@ async fn administer(fleet: Arc<Fleet>, admin: String, a: Args, deadline: tokio::
     }
 }
 
+/// How long an admin watches a requested sync before calling it lost: a
+/// person waits minutes for a machine, not seconds.
+const FOLLOW_FOR: Duration = Duration::from_secs(300);
+
 /// Poll an operation an admin requested until the machine finished it.
+/// A poll that fails is an error (the server's), not a reason to stop.
 async fn follow(fleet: Arc<Fleet>, admin: String, op: Value, t: Instant) {
     let Some(id) = op["id"].as_str() else { return };
     let url = format!("{}/api/operations/{id}", fleet.base);
-    for _ in 0..300 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Ok(r) = fleet.client.get(&url).bearer_auth(&admin).send().await else {
-            continue;
+    while t.elapsed() < FOLLOW_FOR {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let v = match fleet.client.get(&url).bearer_auth(&admin).send().await {
+            Ok(r) if r.status().is_success() => r.json::<Value>().await,
+            Ok(r) => {
+                return fleet.error(Kind::OperationDone, &format!("poll {}", r.status()));
+            }
+            Err(e) => Err(e),
         };
-        let Ok(v) = r.json::<Value>().await else {
-            continue;
+        let v = match v {
+            Ok(v) => v,
+            Err(e) => {
+                return fleet.error(Kind::OperationDone, &format!("poll: {e}"));
+            }
         };
         match v["status"].as_str() {
             Some("succeeded") => return fleet.latency(Kind::OperationDone, t.elapsed()),
@@ -216,7 +228,7 @@ async fn follow(fleet: Arc<Fleet>, admin: String, op: Value, t: Instant) {
             _ => {}
         }
     }
-    fleet.error(Kind::OperationDone, "not finished within 30 s");
+    fleet.error(Kind::OperationDone, "not finished within 5 minutes");
 }
 
 /// Each endpoint's state hash on the server, by id.
@@ -266,8 +278,12 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let server = server::start(&a.backend)?;
     eprintln!("server pid {} at {}", server.child.id(), server.base);
+    // The server closes a keep-alive connection idle for 30 s; a client
+    // that reuses one about then may send its request into the closing
+    // connection, so idle connections are dropped sooner (as pacsyncd does).
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
+        .pool_idle_timeout(Duration::from_secs(20))
         .build()?;
     let base = server.base.clone();
     let login = post(
