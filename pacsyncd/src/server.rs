@@ -44,6 +44,9 @@ fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
+        // The server closes keep-alive connections idle for 30 s; one reused
+        // about then may carry the request into the closing connection.
+        .pool_idle_timeout(Duration::from_secs(20))
         .build()
         .unwrap_or_default()
 }
