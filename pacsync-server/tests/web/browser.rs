@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::harness::{Backend, Machine, PASSWORD, TestServer, state};
 use crate::webdriver::Browser;
 
-fn artifacts() -> PathBuf {
+pub fn artifacts() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
         PathBuf::from,

@@ -10,6 +10,7 @@ mod harness;
 mod pg;
 
 mod browser;
+mod scale;
 mod session;
 mod webdriver;
 

@@ -4,7 +4,7 @@
 // reason, version conflicts, and the admins' include/exclude overrides.
 
 import { api, can } from './api.js';
-import { h, clear, pager, attempt, field, debounce, label } from './dom.js';
+import { h, clear, pager, attempt, field, debounce, label, appendInSlices } from './dom.js';
 
 const ROWS = 100;
 const COLS = 20;
@@ -50,13 +50,15 @@ export async function render(main, id) {
     const cols = a.columns.slice(c0, c0 + COLS);
     const admin = can.admin();
     const colName = (c, i) => `${c.machines.slice(0, 3).join(', ')}${c.machines.length > 3 ? ` +${c.machines.length - 3}` : ''}` || `group ${c0 + i + 1}`;
+    const body = h('tbody', {});
     const table = h('table', { class: 'matrix', id: 'matrix-table' },
       h('caption', { class: 'muted' }, 'Each column is one repository setup shared by the machines it names; a cell shows the repository and version a machine would get.'),
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col' }, 'Package'), h('th', { scope: 'col' }, 'Target'), h('th', { scope: 'col' }, 'Availability'),
         cols.map((c, i) => h('th', { scope: 'col', class: 'col', title: c.machines.join(', ') }, `${colName(c, i)} (${c.machines.length})`)),
         h('th', { scope: 'col' }, 'Excluded'), admin ? h('th', { scope: 'col' }, 'Override') : null)),
-      h('tbody', {}, rows.slice((view.row - 1) * ROWS, view.row * ROWS).map((p) => h('tr', { dataset: { package: p.name } },
+      body);
+    const row = (p) => h('tr', { dataset: { package: p.name } },
         h('th', { scope: 'row' }, p.name, p.version_conflict ? h('span', { class: 'badge s-behind', title: 'Repositories offer different versions' }, ' conflict') : null),
         h('td', { class: 'mono' }, p.target_version),
         h('td', {}, h('span', { class: `badge s-${p.availability === 'everywhere' ? 'in_sync' : p.availability === 'partial' ? 'behind' : 'error'}` }, p.availability)),
@@ -68,11 +70,14 @@ export async function render(main, id) {
         h('td', {}, reason(p)),
         admin ? h('td', {},
           h('button', { type: 'button', class: 'ghost', 'aria-label': `Exclude ${p.name}`, disabled: a.overrides.exclude?.includes(p.name), onclick: () => setOverride(p.name, 'exclude') }, 'Exclude'),
-          h('button', { type: 'button', class: 'ghost', 'aria-label': `Include ${p.name}`, disabled: a.overrides.include?.includes(p.name), onclick: () => setOverride(p.name, 'include') }, 'Include')) : null))));
+          h('button', { type: 'button', class: 'ghost', 'aria-label': `Include ${p.name}`, disabled: a.overrides.include?.includes(p.name), onclick: () => setOverride(p.name, 'include') }, 'Include')) : null);
     clear(matrixBox,
       h('div', { class: 'scroll' }, table),
       h('div', { class: 'row' }, h('span', {}, 'Packages:'), pager(view.row, ROWS, rows.length, (pg) => { view.row = pg; drawMatrix(); })),
       a.columns.length > COLS ? h('div', { class: 'row' }, h('span', {}, 'Machine groups:'), pager(view.col, COLS, a.columns.length, (pg) => { view.col = pg; drawMatrix(); })) : null);
+    // 100 rows of up to 20 columns are a few thousand cells: drawn 20 rows
+    // a frame, the page never freezes while they appear.
+    appendInSlices(body, rows.slice((view.row - 1) * ROWS, view.row * ROWS), row, 20);
   }
 
   function drawOverrides() {

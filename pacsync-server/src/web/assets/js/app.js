@@ -38,6 +38,8 @@ async function route() {
   clear(main, h('p', { class: 'muted', 'aria-busy': 'true' }, 'Loading…'));
   try {
     cleanup = (await view()(main, ...params)) || null;
+    // The view is drawn and works: tests and measurements wait for this.
+    window.dispatchEvent(new CustomEvent('pacsync:shown', { detail: hash }));
   } catch (e) {
     clear(main, h('h1', {}, 'Something went wrong'), h('p', { class: 'error-text', role: 'alert' }, e.message));
   }

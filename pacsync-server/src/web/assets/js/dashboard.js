@@ -3,7 +3,7 @@
 // dragging them onto a pool card or with each row's pool select.
 
 import { api, all, can } from './api.js';
-import { h, clear, badge, when, pager, attempt, STATUSES, label, debounce, field } from './dom.js';
+import { h, clear, badge, when, pager, attempt, STATUSES, label, debounce, field, byName } from './dom.js';
 import { subscribe } from './live.js';
 import { draggable } from './drag.js';
 
@@ -79,7 +79,7 @@ export async function render(main) {
       .filter((m) => (!text || m.name.toLowerCase().includes(text))
         && (!view.status || m.status === view.status)
         && (!view.pool || (view.pool === '-' ? !m.pool_id : m.pool_id === view.pool)))
-      .sort((a, b) => a.name.localeCompare(b.name));
+      .sort(byName);
     const pages = Math.max(1, Math.ceil(list.length / PER_PAGE));
     view.page = Math.min(view.page, pages);
     const shown = list.slice((view.page - 1) * PER_PAGE, view.page * PER_PAGE);

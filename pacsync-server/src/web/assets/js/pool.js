@@ -2,7 +2,7 @@
 // policy, and its members.
 
 import { api, all, can, q } from './api.js';
-import { h, clear, badge, when, pager, attempt, field, debounce } from './dom.js';
+import { h, clear, badge, when, pager, attempt, field, debounce, byName } from './dom.js';
 import { subscribe } from './live.js';
 
 const PER_PAGE = 50;
@@ -101,7 +101,7 @@ export async function render(main, id) {
     const admin = can.admin();
     let adder = null;
     if (admin) {
-      const others = (await all('/api/endpoints')).filter((m) => m.pool_id !== id).sort((a, b) => a.name.localeCompare(b.name));
+      const others = (await all('/api/endpoints')).filter((m) => m.pool_id !== id).sort(byName);
       const sel = h('select', { id: 'add-member' }, others.map((m) => h('option', { value: m.id }, `${m.name}${m.pool_name ? ` (in ${m.pool_name})` : ''}`)));
       adder = h('form', { class: 'row', id: 'add-member-form' }, field('Add machine', sel),
         h('button', { type: 'submit', disabled: !others.length }, 'Add to pool'));
