@@ -90,6 +90,12 @@ impl ServerProcess {
         Ok(())
     }
 
+    /// The data directory (SQLite database, package archive), for the
+    /// server's own subcommands.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

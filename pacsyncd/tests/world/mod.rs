@@ -22,12 +22,26 @@ pub struct World {
     pub bus: SystemBus,
     pub server: ServerProcess,
     pub admin: ApiClient,
+    pub pool: String,
     pub token: String,
     pub sandbox: Sandbox,
     pub home: DaemonHome,
     pub daemon: Option<DaemonProcess>,
-    _files: ScratchDir,
+    /// A folder for package files a test builds.
+    pub files: ScratchDir,
     _repo: Repo,
+}
+
+/// What the repository offers and the machine holds before the daemon
+/// starts, as (name, version) pairs.
+pub struct Layout<'a> {
+    pub repository: &'a [(&'a str, &'a str)],
+    /// Installed from a file (`pacman -U`) kept in the pacman cache.
+    pub local: &'a [(&'a str, &'a str)],
+    /// Installed from the repository.
+    pub installed: &'a [&'a str],
+    /// Only in the pacman cache, as after an earlier install.
+    pub cached: &'a [(&'a str, &'a str)],
 }
 
 pub fn spec(name: &str, version: &str) -> PackageSpec {
@@ -39,49 +53,73 @@ pub fn spec(name: &str, version: &str) -> PackageSpec {
 /// pacman cache also holds alpha 1.0 and beta 1.0 (as after earlier
 /// installs). Registered with a server whose pool "office" has no target.
 pub fn world() -> Option<World> {
+    world_with(&Layout {
+        repository: &[
+            ("alpha", "2.0-1"),
+            ("beta", "2.0-1"),
+            ("gamma", "1.0-1"),
+            ("delta", "1.0-1"),
+        ],
+        local: &[("alpha", "1.0-1")],
+        installed: &["beta", "delta"],
+        cached: &[("beta", "1.0-1")],
+    })
+}
+
+/// A machine laid out as `layout` says, registered as "bravo" with a
+/// server whose pool "office" has no target; `None` where the machine
+/// cannot run pacman sandboxes or a private system bus.
+pub fn world_with(layout: &Layout) -> Option<World> {
     if !require_pacman_sandbox() || !SystemBus::available() {
         return None;
     }
+    let specs = |pairs: &[(&str, &str)]| -> Vec<PackageSpec> {
+        pairs
+            .iter()
+            .map(|(name, version)| spec(name, version))
+            .collect()
+    };
     let repo = Repo::new("test").expect("repo");
-    repo.add(&[
-        spec("alpha", "2.0-1"),
-        spec("beta", "2.0-1"),
-        spec("gamma", "1.0-1"),
-        spec("delta", "1.0-1"),
-    ])
-    .expect("repo-add");
+    repo.add(&specs(layout.repository)).expect("repo-add");
     let files = ScratchDir::new("old-packages").expect("dir");
-    let alpha1 = spec("alpha", "1.0-1")
-        .build(files.path())
-        .expect("alpha 1.0");
-    let beta1 = spec("beta", "1.0-1").build(files.path()).expect("beta 1.0");
+    let build = |pairs: &[(&str, &str)]| -> Vec<PathBuf> {
+        specs(pairs)
+            .iter()
+            .map(|s| s.build(files.path()).expect("package file"))
+            .collect()
+    };
+    let local = build(layout.local);
+    let cached = build(layout.cached);
     let sandbox = Sandbox::new(&[&repo]).expect("sandbox");
     sandbox.sync_dbs().expect("-Syy");
-    sandbox.install_files(&[&alpha1]).expect("alpha 1.0");
-    sandbox.install(&["beta", "delta"]).expect("beta, delta");
-    for f in [&alpha1, &beta1] {
-        std::fs::copy(
-            f,
-            sandbox.cache_dir().join(f.file_name().expect("file name")),
-        )
-        .expect("into the cache");
+    if !local.is_empty() {
+        sandbox.install_files(&local).expect("pacman -U");
+    }
+    if !layout.installed.is_empty() {
+        sandbox.install(layout.installed).expect("pacman -S");
+    }
+    // Only the cache keeps the files: the daemon knows no other place.
+    for f in local.iter().chain(&cached) {
+        std::fs::copy(f, sandbox.cache_dir().join(file_name(f))).expect("into the cache");
+        std::fs::remove_file(f).expect("only the cache has it");
     }
 
     let bus = SystemBus::start().expect("bus");
     let server = ServerProcess::start(&sibling_binary(DAEMON, "pacsync-server")).expect("server");
     let admin = server.admin_client().expect("admin");
-    let (_pool, token) = admin.pool_with_token("office").expect("pool");
+    let (pool, token) = admin.pool_with_token("office").expect("pool");
     let home = DaemonHome::new(&sandbox).expect("home");
     let daemon = DaemonProcess::start(Path::new(DAEMON), &bus, &home).expect("daemon");
     let w = World {
         bus,
         server,
         admin,
+        pool,
         token,
         sandbox,
         home,
         daemon: Some(daemon),
-        _files: files,
+        files,
         _repo: repo,
     };
     let out = w.pacsync(&[
@@ -100,6 +138,13 @@ pub fn world() -> Option<World> {
         w.home.log()
     );
     Some(w)
+}
+
+pub fn file_name(p: &Path) -> String {
+    p.file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub fn stderr(out: &Output) -> String {
@@ -193,4 +238,11 @@ pub fn target_packages() -> Vec<(&'static str, &'static str, bool)> {
         ("beta", "1.0-1", true),
         ("gamma", "1.0-1", false),
     ]
+}
+
+pub fn versions(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect()
 }
