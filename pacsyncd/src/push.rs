@@ -245,6 +245,22 @@ async fn run_requested(daemon: Arc<Daemon>, kind: Kind, op: RemoteOperation) {
 
 /// Why a requested operation must not run, if it must not.
 async fn refusal(daemon: &Arc<Daemon>, kind: Kind, op: &RemoteOperation) -> Option<String> {
+    // One this machine started itself and was stopped during, before the
+    // server heard that it ran (so it is still queued there): its history
+    // has it already, and running it again would surprise whoever started it.
+    let interrupted = daemon
+        .inner
+        .lock()
+        .await
+        .cache
+        .history
+        .iter()
+        .any(|h| h.id == op.id);
+    if interrupted {
+        return Some(
+            "the daemon stopped during this operation; the packages are as pacman left them".into(),
+        );
+    }
     if !daemon.config.accept_remote_operations {
         return Some(
             "this machine does not run operations requested through the server \

@@ -220,6 +220,9 @@ fn the_daemon_killed_mid_sync_restarts_into_a_correct_status() {
     bar.wait_class("syncing", Duration::from_secs(5))
         .expect("WayBar line");
     w.daemon.take().expect("daemon").kill().expect("SIGKILL");
+    // Its name is gone from the bus before the new one takes it.
+    bar.wait_class("unavailable", Duration::from_secs(5))
+        .expect("WayBar line");
     // pacman, if it had started, finishes on its own: wait for its lock to go.
     let lock = w.sandbox.dbpath().join("db.lck");
     pacsync_tests::system_bus::eventually(Duration::from_secs(30), || {
@@ -265,7 +268,12 @@ fn the_daemon_killed_mid_sync_restarts_into_a_correct_status() {
         .collect();
     let plan = pacsync_core::plan::plan(&state, &target, &Default::default());
     let expected = pacsync_core::status::EndpointStatus::from(pacsync_core::status::drift(&plan));
-    let (_, status) = w.json(&["status", "--json"]);
+    // Offline until the restarted daemon has reached the server.
+    let status = pacsync_tests::system_bus::eventually(Duration::from_secs(10), || {
+        let (_, status) = w.json(&["status", "--json"]);
+        Ok((status["status"] != "offline").then_some(status))
+    })
+    .expect("the daemon reaches the server");
     assert_eq!(
         status["status"],
         expected.as_str(),
