@@ -380,6 +380,18 @@ async fn thousand_machines(backend: Backend) {
     b.goto(&format!("{base}/ui/#/access")).await;
     b.find("#users tr[data-user]").await;
     accessible(&b, "users and tokens").await;
+    for (view, url, drawn) in [
+        (
+            "machine",
+            format!("{base}/ui/#/machines/{}", machines[1].id),
+            "#machine-status .badge",
+        ),
+        ("operations", format!("{base}/ui/#/operations"), "#log"),
+        ("audit log", format!("{base}/ui/#/audit"), "#audit-action"),
+    ] {
+        load(&b, &url, drawn).await;
+        accessible(&b, view).await;
+    }
 
     // A machine's status changes: the dashboard's row and the pool's card
     // follow through the WebSocket, without a long task.
