@@ -1,10 +1,10 @@
 //! API tokens: made by admins (API or shell), scoped by role, revocable.
 
 use pacsync_server::store::{Store, api_tokens};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{Backend, JWT_SECRET, TestServer};
+use crate::harness::{Backend, JWT_SECRET, TestServer, assert_error, expect_status};
 
 crate::on_both_backends!(api_tokens_act_with_their_role);
 
@@ -14,53 +14,56 @@ async fn api_tokens_act_with_their_role(backend: Backend) {
     };
     let admin = s.login("admin").await;
     let operator = s.login("operator").await;
-    let (st, _) = s
-        .post(
+    expect_status(
+        StatusCode::FORBIDDEN,
+        s.post(
             "/api/api-tokens",
             &operator,
             json!({ "name": "ci", "role": "viewer" }),
         )
-        .await;
-    assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, v) = s
-        .post(
+        .await,
+    );
+    let v = expect_status(
+        StatusCode::CREATED,
+        s.post(
             "/api/api-tokens",
             &admin,
             json!({ "name": "ci", "role": "operator" }),
         )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
+        .await,
+    );
     let (ci_id, ci) = (
         v["id"].as_str().expect("id").to_owned(),
         v["token"].as_str().expect("token").to_owned(),
     );
     assert!(ci.starts_with("psa_"), "{ci}");
     assert!(v["expires_at"].is_null());
-    let (st, v) = s
-        .post(
+    assert_error(
+        s.post(
             "/api/api-tokens",
             &admin,
             json!({ "name": "ci", "role": "viewer" }),
         )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("name_taken"))
+        .await,
+        StatusCode::CONFLICT,
+        "name_taken",
     );
-    let (st, _) = s
-        .post(
+    expect_status(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        s.post(
             "/api/api-tokens",
             &admin,
             json!({ "name": "x", "role": "root" }),
         )
-        .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+        .await,
+    );
 
     // An operator token reads and triggers operations, but manages nothing.
-    let (st, _) = s.get("/api/pools", &ci).await;
-    assert_eq!(st, StatusCode::OK);
-    let (st, _) = s.post("/api/pools", &ci, json!({ "name": "nope" })).await;
-    assert_eq!(st, StatusCode::FORBIDDEN);
+    expect_status(StatusCode::OK, s.get("/api/pools", &ci).await);
+    expect_status(
+        StatusCode::FORBIDDEN,
+        s.post("/api/pools", &ci, json!({ "name": "nope" })).await,
+    );
     let pool = s.create_pool(&admin, "p").await;
     let m = s.enroll(&admin, Some(&pool), "m").await;
     let (st, v) = s
@@ -72,43 +75,43 @@ async fn api_tokens_act_with_their_role(backend: Backend) {
         (StatusCode::CONFLICT, Some("no_target")),
         "{v}"
     );
-    let (st, _) = s
-        .call(
-            Method::PATCH,
+    expect_status(
+        StatusCode::FORBIDDEN,
+        s.patch(
             &format!("/api/pools/{pool}"),
-            Some(&ci),
-            Some(json!({ "auto_sync": true })),
+            &ci,
+            json!({ "auto_sync": true }),
         )
-        .await;
-    assert_eq!(st, StatusCode::FORBIDDEN);
+        .await,
+    );
 
     // Listed without the secret; last use recorded; the audit names it.
     let (st, v) = s.get("/api/api-tokens", &admin).await;
     assert_eq!((st, v["total"].as_i64()), (StatusCode::OK, Some(1)));
     assert!(!v.to_string().contains(&ci));
     assert!(v["items"][0]["last_used_at"].is_string(), "{v}");
-    let (st, v) = s
-        .post(
+    let v = expect_status(
+        StatusCode::CREATED,
+        s.post(
             "/api/api-tokens",
             &admin,
             json!({ "name": "short", "role": "admin", "expires_in": 60 }),
         )
-        .await;
-    assert_eq!(st, StatusCode::CREATED);
+        .await,
+    );
     assert!(v["expires_at"].is_string());
     let (_, audit) = s.get("/api/audit?per_page=100", &admin).await;
     assert!(audit.to_string().contains("api_token.create"), "{audit}");
 
     // Revoked: refused at once; revoking twice is not found.
     let path = format!("/api/api-tokens/{ci_id}");
-    let (st, _) = s.call(Method::DELETE, &path, Some(&admin), None).await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, _) = s.get("/api/pools", &ci).await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
-    let (st, _) = s.call(Method::DELETE, &path, Some(&admin), None).await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, _) = s.get("/api/pools", "psa_0000").await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.delete(&path, &admin).await, StatusCode::NO_CONTENT);
+    expect_status(StatusCode::UNAUTHORIZED, s.get("/api/pools", &ci).await);
+    assert_eq!(s.delete(&path, &admin).await, StatusCode::NOT_FOUND);
+    expect_status(
+        StatusCode::UNAUTHORIZED,
+        s.get("/api/pools", "psa_0000").await,
+    );
     s.stop().await;
 }
 

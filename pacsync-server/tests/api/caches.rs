@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_NONE_MATCH};
-use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TestServer, state};
+use crate::harness::{Backend, TestServer, expect_status, state};
 use crate::push::{connect, next};
 
 crate::on_both_backends!(
@@ -33,9 +33,10 @@ fn by_name(list: &Value) -> Vec<(String, String, String)> {
 }
 
 async fn list(s: &TestServer, token: &str) -> Value {
-    let (st, v) = s.get("/api/endpoints?per_page=200", token).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    v
+    expect_status(
+        StatusCode::OK,
+        s.get("/api/endpoints?per_page=200", token).await,
+    )
 }
 
 /// A state big enough to go through the upload workers.
@@ -71,56 +72,52 @@ async fn lists_show_every_change_at_once(backend: Backend) {
         s.report(&a, &big_state("1-1")).await,
         StatusCode::NO_CONTENT
     );
-    let (st, v) = s
-        .post(
+    expect_status(
+        StatusCode::OK,
+        s.post(
             &format!("/api/endpoints/{}/set-latest", a.id),
             &admin,
             json!({}),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
+        .await,
+    );
     assert_eq!(by_name(&list(&s, &viewer).await)[0].1, "in_sync");
     assert_eq!(
         s.report(&a, &big_state("2-1")).await,
         StatusCode::NO_CONTENT
     );
     assert_eq!(by_name(&list(&s, &viewer).await)[0].1, "ahead");
-    let (st, _) = s
-        .call(
-            Method::PATCH,
+    expect_status(
+        StatusCode::OK,
+        s.patch(
             &format!("/api/endpoints/{}", b.id),
-            Some(&admin),
-            Some(json!({ "name": "c", "pool_id": pool })),
+            &admin,
+            json!({ "name": "c", "pool_id": pool }),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK);
+        .await,
+    );
     assert_eq!(
         by_name(&list(&s, &viewer).await)[1],
         ("c".into(), "behind".into(), "p".into())
     );
-    let (st, _) = s
-        .call(
-            Method::PATCH,
+    expect_status(
+        StatusCode::OK,
+        s.patch(
             &format!("/api/pools/{pool}"),
-            Some(&admin),
-            Some(json!({ "name": "renamed" })),
+            &admin,
+            json!({ "name": "renamed" }),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK);
+        .await,
+    );
     assert!(
         by_name(&list(&s, &viewer).await)
             .iter()
             .all(|(_, _, p)| p == "renamed")
     );
-    let (st, _) = s
-        .call(
-            Method::DELETE,
-            &format!("/api/endpoints/{}", b.id),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.delete(&format!("/api/endpoints/{}", b.id), &admin).await,
+        StatusCode::NO_CONTENT
+    );
     let after = list(&s, &viewer).await;
     assert_eq!(
         (after["total"].as_i64(), by_name(&after).len()),
@@ -168,18 +165,7 @@ async fn revoked_credentials_stop_at_once(backend: Backend) {
     };
     let admin = s.login("admin").await;
     let pool = s.create_pool(&admin, "p").await;
-    let (st, v) = s
-        .post(
-            "/api/api-tokens",
-            &admin,
-            json!({ "name": "ci", "role": "viewer" }),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let (ci_id, ci) = (
-        v["id"].as_str().expect("id").to_owned(),
-        v["token"].as_str().expect("token").to_owned(),
-    );
+    let (ci_id, ci) = s.create_api_token(&admin, "ci", "viewer").await;
     let m = s.enroll(&admin, Some(&pool), "m").await;
     // Both used (and so remembered) before they are revoked.
     assert_eq!(s.get("/api/endpoints", &ci).await.0, StatusCode::OK);
@@ -187,28 +173,18 @@ async fn revoked_credentials_stop_at_once(backend: Backend) {
         s.report(&m, &big_state("1-1")).await,
         StatusCode::NO_CONTENT
     );
-    let (st, _) = s
-        .call(
-            Method::DELETE,
-            &format!("/api/api-tokens/{ci_id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.delete(&format!("/api/api-tokens/{ci_id}"), &admin).await,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(
         s.get("/api/endpoints", &ci).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let (st, _) = s
-        .call(
-            Method::DELETE,
-            &format!("/api/endpoints/{}", m.id),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.delete(&format!("/api/endpoints/{}", m.id), &admin).await,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(
         s.report(&m, &big_state("1-1")).await,
         StatusCode::UNAUTHORIZED
@@ -234,42 +210,28 @@ async fn changes_cross_replicas_into_their_caches() {
         one.report(&a, &big_state("1-1")).await,
         StatusCode::NO_CONTENT
     );
-    let (st, v) = one
-        .post(
+    expect_status(
+        StatusCode::OK,
+        one.post(
             &format!("/api/endpoints/{}/set-latest", a.id),
             &admin,
             json!({}),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let m = one.enroll(&admin, Some(&pool), "m").await;
-    let (st, v) = one
-        .post(
-            "/api/api-tokens",
-            &admin,
-            json!({ "name": "ci", "role": "viewer" }),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let (ci_id, ci) = (
-        v["id"].as_str().expect("id").to_owned(),
-        v["token"].as_str().expect("token").to_owned(),
+        .await,
     );
+    let m = one.enroll(&admin, Some(&pool), "m").await;
+    let (ci_id, ci) = one.create_api_token(&admin, "ci", "viewer").await;
     let mut ws = connect(&two, &admin_two, false).await;
     // Replica two holds the page and the token's owner.
     assert_eq!(
         by_name(&list(&two, &ci).await)[1],
         ("m".into(), "behind".into(), "p".into())
     );
-    let (st, _) = one
-        .call(
-            Method::DELETE,
-            &format!("/api/api-tokens/{ci_id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        one.delete(&format!("/api/api-tokens/{ci_id}"), &admin)
+            .await,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(
         one.report(&m, &big_state("1-1")).await,
         StatusCode::NO_CONTENT

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{Backend, TestServer, state};
+use crate::harness::{Backend, TestServer, assert_error, expect_status, state};
 
 crate::on_both_backends!(pools_crud, machine_lifecycle);
 
@@ -13,34 +13,39 @@ async fn pools_crud(backend: Backend) {
         return;
     };
     let admin = s.login("admin").await;
-    let (st, v) = s
-        .post("/api/pools", &admin, json!({ "name": "lab", "description": "the lab", "keep_extras": true, "exclusions": ["nvidia*"] }))
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let body = json!({
+        "name": "lab",
+        "description": "the lab",
+        "keep_extras": true,
+        "exclusions": ["nvidia*"],
+    });
+    let v = expect_status(
+        StatusCode::CREATED,
+        s.post("/api/pools", &admin, body).await,
+    );
     let id = v["id"].as_str().expect("id").to_owned();
     assert_eq!(v["exclusions"], json!(["nvidia*"]));
     assert_eq!(v["offline_grace_secs"], 3600);
 
-    let (st, v) = s.post("/api/pools", &admin, json!({ "name": "lab" })).await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("name_taken"))
+    assert_error(
+        s.post("/api/pools", &admin, json!({ "name": "lab" })).await,
+        StatusCode::CONFLICT,
+        "name_taken",
     );
 
-    let (st, v) = s.get("/api/pools", &admin).await;
-    assert_eq!(st, StatusCode::OK);
+    let v = expect_status(StatusCode::OK, s.get("/api/pools", &admin).await);
     assert_eq!(v["total"], 1);
     assert_eq!(v["items"][0]["name"], "lab");
 
-    let (st, v) = s
-        .call(
-            Method::PATCH,
+    let v = expect_status(
+        StatusCode::OK,
+        s.patch(
             &format!("/api/pools/{id}"),
-            Some(&admin),
-            Some(json!({ "description": "new", "auto_sync": true })),
+            &admin,
+            json!({ "description": "new", "auto_sync": true }),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
+        .await,
+    );
     assert_eq!(
         (
             v["description"].as_str(),
@@ -50,56 +55,42 @@ async fn pools_crud(backend: Backend) {
         (Some("new"), Some(true), Some("lab"))
     );
 
-    let (st, v) = s
-        .call(
-            Method::PATCH,
+    assert_error(
+        s.patch(
             &format!("/api/pools/{id}"),
-            Some(&admin),
-            Some(json!({ "exclusions": ["bad["] })),
+            &admin,
+            json!({ "exclusions": ["bad["] }),
         )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field"))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
     );
 
     let other = s.create_pool(&admin, "other").await;
-    let (st, v) = s
-        .call(
-            Method::PATCH,
+    assert_error(
+        s.patch(
             &format!("/api/pools/{other}"),
-            Some(&admin),
-            Some(json!({ "name": "lab" })),
+            &admin,
+            json!({ "name": "lab" }),
         )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("name_taken"))
+        .await,
+        StatusCode::CONFLICT,
+        "name_taken",
     );
 
-    let (st, _) = s
-        .call(
-            Method::DELETE,
-            &format!("/api/pools/{id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, v) = s.get(&format!("/api/pools/{id}"), &admin).await;
     assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
+        s.delete(&format!("/api/pools/{id}"), &admin).await,
+        StatusCode::NO_CONTENT
     );
-    let (st, _) = s
-        .call(
-            Method::DELETE,
-            &format!("/api/pools/{id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_error(
+        s.get(&format!("/api/pools/{id}"), &admin).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_eq!(
+        s.delete(&format!("/api/pools/{id}"), &admin).await,
+        StatusCode::NOT_FOUND
+    );
     s.stop().await;
 }
 
@@ -133,68 +124,67 @@ async fn machine_lifecycle(backend: Backend) {
 
     // Hash only, unknown content: asked for the body; then the full report.
     let sa = state(&[("bash", "5.2-1"), ("linux", "6.9-1"), ("nvidia", "550-1")]);
-    let (st, v) = s
-        .call(
+    assert_error(
+        s.call(
             Method::PUT,
             &format!("/api/endpoints/{}/state", a.id),
             Some(&a.token),
             Some(json!({ "hash": sa.content_hash().to_string() })),
         )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("state_content_required"))
+        .await,
+        StatusCode::CONFLICT,
+        "state_content_required",
     );
-    let (st, v) = s
-        .call(
+    assert_error(
+        s.call(
             Method::PUT,
             &format!("/api/endpoints/{}/state", a.id),
             Some(&a.token),
             Some(json!({ "hash": "00".repeat(32), "packages": sa })),
         )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("hash_mismatch"))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "hash_mismatch",
     );
     assert_eq!(s.report(&a, &sa).await, StatusCode::NO_CONTENT);
     // The same content from another machine: the hash alone is enough.
-    let (st, _) = s
-        .call(
+    expect_status(
+        StatusCode::NO_CONTENT,
+        s.call(
             Method::PUT,
             &format!("/api/endpoints/{}/state", b.id),
             Some(&b.token),
             Some(json!({ "hash": sa.content_hash().to_string() })),
         )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+        .await,
+    );
 
-    let (st, v) = s
-        .get(&format!("/api/endpoints/{}/plan", a.id), &admin)
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("no_target"))
+    assert_error(
+        s.get(&format!("/api/endpoints/{}/plan", a.id), &admin)
+            .await,
+        StatusCode::CONFLICT,
+        "no_target",
     );
 
     // a's state becomes the target; pool exclusions apply.
-    let (st, v) = s
-        .call(
-            Method::PATCH,
+    expect_status(
+        StatusCode::OK,
+        s.patch(
             &format!("/api/pools/{pool}"),
-            Some(&admin),
-            Some(json!({ "exclusions": ["nvidia*"] })),
+            &admin,
+            json!({ "exclusions": ["nvidia*"] }),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, t1) = s
-        .post(
+        .await,
+    );
+    let t1 = expect_status(
+        StatusCode::OK,
+        s.post(
             &format!("/api/endpoints/{}/set-latest", a.id),
             &operator,
             json!({ "comment": "first", "expected_target": null }),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{t1}");
+        .await,
+    );
     assert_eq!(
         (
             t1["seq"].as_i64(),
@@ -205,16 +195,17 @@ async fn machine_lifecycle(backend: Backend) {
     );
     assert_eq!(s.endpoint(&admin, &a.id).await["status"], "in_sync");
     assert_eq!(s.endpoint(&admin, &b.id).await["status"], "in_sync");
-    let (st, tv) = s
-        .get(
+    let tv = expect_status(
+        StatusCode::OK,
+        s.get(
             &format!(
                 "/api/pools/{pool}/targets/{}",
                 t1["id"].as_str().expect("id")
             ),
             &admin,
         )
-        .await;
-    assert_eq!(st, StatusCode::OK);
+        .await,
+    );
     assert!(
         tv["packages"].get("nvidia").is_none() && tv["packages"].get("bash").is_some(),
         "{tv}"
@@ -224,106 +215,110 @@ async fn machine_lifecycle(backend: Backend) {
     let sb = state(&[("bash", "5.3-1"), ("linux", "6.9-1"), ("nvidia", "550-1")]);
     assert_eq!(s.report(&b, &sb).await, StatusCode::NO_CONTENT);
     assert_eq!(s.endpoint(&admin, &b.id).await["status"], "ahead");
-    let (st, v) = s
-        .get(&format!("/api/endpoints/{}/plan", b.id), &b.token)
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
+    let v = expect_status(
+        StatusCode::OK,
+        s.get(&format!("/api/endpoints/{}/plan", b.id), &b.token)
+            .await,
+    );
     assert_eq!(v["summary"]["downgrade"], 1);
     assert_eq!(v["steps"][0]["name"], "bash");
 
     // A stale expected target loses.
-    let (st, v) = s
-        .post(
+    assert_error(
+        s.post(
             &format!("/api/endpoints/{}/set-latest", b.id),
             &b.token,
             json!({ "expected_target": null }),
         )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::CONFLICT, Some("target_conflict"))
+        .await,
+        StatusCode::CONFLICT,
+        "target_conflict",
     );
-    let (st, t2) = s
-        .post(
+    let t2 = expect_status(
+        StatusCode::OK,
+        s.post(
             &format!("/api/endpoints/{}/set-latest", b.id),
             &b.token,
             json!({ "expected_target": t1["id"], "comment": "bash 5.3" }),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{t2}");
+        .await,
+    );
     assert_eq!(t2["created_by"], format!("machine:{}", b.id));
     assert_eq!(s.endpoint(&admin, &a.id).await["status"], "behind");
     assert_eq!(s.endpoint(&admin, &b.id).await["status"], "in_sync");
 
-    let (st, v) = s.get(&format!("/api/pools/{pool}/targets"), &admin).await;
-    assert_eq!(st, StatusCode::OK);
+    let v = expect_status(
+        StatusCode::OK,
+        s.get(&format!("/api/pools/{pool}/targets"), &admin).await,
+    );
     assert_eq!(v["total"], 2);
     assert_eq!(v["items"][0]["seq"], 2);
     assert_eq!(v["items"][1]["comment"], "first");
 
     // Roll back to the first target: a new history entry, statuses follow.
-    let (st, r) = s
-        .post(
+    let r = expect_status(
+        StatusCode::OK,
+        s.post(
             &format!("/api/pools/{pool}/rollback"),
             &admin,
             json!({ "target_id": t1["id"], "comment": "oops" }),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{r}");
+        .await,
+    );
     assert_eq!(
         (r["seq"].as_i64(), r["kind"].as_str(), r["hash"].as_str()),
         (Some(3), Some("rollback"), t1["hash"].as_str())
     );
     assert_eq!(s.endpoint(&admin, &a.id).await["status"], "in_sync");
     assert_eq!(s.endpoint(&admin, &b.id).await["status"], "ahead");
-    let (st, v) = s
-        .post(
+    assert_error(
+        s.post(
             &format!("/api/pools/{pool}/rollback"),
             &admin,
             json!({ "target_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7" }),
         )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_target"))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_target",
     );
 
     // The machine fetches its target with the policy.
-    let (st, v) = s
-        .get(&format!("/api/endpoints/{}/target", a.id), &a.token)
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
+    let v = expect_status(
+        StatusCode::OK,
+        s.get(&format!("/api/endpoints/{}/target", a.id), &a.token)
+            .await,
+    );
     assert_eq!(v["policy"]["exclusions"]["patterns"], json!(["nvidia*"]));
 
     // Moving a machine between pools and out of them.
-    let (st, v) = s
-        .call(
-            Method::PATCH,
+    let v = expect_status(
+        StatusCode::OK,
+        s.patch(
             &format!("/api/endpoints/{}", a.id),
-            Some(&admin),
-            Some(json!({ "pool_id": null, "name": "alpha-2" })),
+            &admin,
+            json!({ "pool_id": null, "name": "alpha-2" }),
         )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
+        .await,
+    );
     assert_eq!(
         (v["status"].as_str(), v["name"].as_str()),
         (Some("unassigned"), Some("alpha-2"))
     );
-    let (st, v) = s
-        .call(
-            Method::PATCH,
+    assert_error(
+        s.patch(
             &format!("/api/endpoints/{}", a.id),
-            Some(&admin),
-            Some(json!({ "pool_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7" })),
+            &admin,
+            json!({ "pool_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7" }),
         )
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_pool"))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_pool",
     );
 
-    let (st, v) = s.get("/api/endpoints?per_page=2&page=1", &admin).await;
-    assert_eq!(st, StatusCode::OK);
+    let v = expect_status(
+        StatusCode::OK,
+        s.get("/api/endpoints?per_page=2&page=1", &admin).await,
+    );
     assert_eq!(
         (v["total"].as_i64(), v["items"].as_array().map(Vec::len)),
         (Some(3), Some(2))
@@ -349,34 +344,30 @@ async fn machine_lifecycle(backend: Backend) {
     );
 
     // Deleting a pool leaves its machines unassigned.
-    let (st, _) = s
-        .call(
-            Method::DELETE,
-            &format!("/api/pools/{pool}"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.delete(&format!("/api/pools/{pool}"), &admin).await,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(s.endpoint(&admin, &b.id).await["status"], "unassigned");
 
-    let (st, _) = s
-        .call(
-            Method::DELETE,
-            &format!("/api/endpoints/{}", b.id),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, _) = s.get(&format!("/api/endpoints/{}", b.id), &admin).await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.delete(&format!("/api/endpoints/{}", b.id), &admin).await,
+        StatusCode::NO_CONTENT
+    );
+    expect_status(
+        StatusCode::NOT_FOUND,
+        s.get(&format!("/api/endpoints/{}", b.id), &admin).await,
+    );
     // The deleted machine's token stops working.
-    let (st, _) = s.get(&format!("/api/endpoints/{}", b.id), &b.token).await;
-    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    expect_status(
+        StatusCode::UNAUTHORIZED,
+        s.get(&format!("/api/endpoints/{}", b.id), &b.token).await,
+    );
 
-    let (st, v) = s.get("/api/audit?per_page=100", &admin).await;
-    assert_eq!(st, StatusCode::OK);
+    let v = expect_status(
+        StatusCode::OK,
+        s.get("/api/audit?per_page=100", &admin).await,
+    );
     let actions: Vec<&str> = v["items"]
         .as_array()
         .expect("items")

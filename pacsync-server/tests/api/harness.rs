@@ -183,6 +183,33 @@ impl TestServer {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    /// DELETE answers with no body: its status.
+    pub async fn delete(&self, path: &str, token: &str) -> StatusCode {
+        self.call(Method::DELETE, path, Some(token), None).await.0
+    }
+
+    /// A new API token made by `admin`: its id and its secret.
+    pub async fn create_api_token(&self, admin: &str, name: &str, role: &str) -> (String, String) {
+        let v = expect_status(
+            StatusCode::CREATED,
+            self.post(
+                "/api/api-tokens",
+                admin,
+                json!({ "name": name, "role": role }),
+            )
+            .await,
+        );
+        (
+            v["id"].as_str().expect("id").to_owned(),
+            v["token"].as_str().expect("token").to_owned(),
+        )
+    }
+
     pub async fn login(&self, name: &str) -> String {
         let (st, v) = self
             .call(
@@ -280,6 +307,23 @@ pub fn assert_error_body(status: StatusCode, v: &Value) {
         "{status}: not an error body: {v}"
     );
     assert!(e.get("details").is_some(), "{v}");
+}
+
+/// The body of an answer that has the status `want`.
+#[track_caller]
+pub fn expect_status(want: StatusCode, (status, body): (StatusCode, Value)) -> Value {
+    assert_eq!(status, want, "{body}");
+    body
+}
+
+/// An error answer with this status and error code.
+#[track_caller]
+pub fn assert_error((status, body): (StatusCode, Value), want: StatusCode, code: &str) {
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (want, Some(code)),
+        "{body}"
+    );
 }
 
 pub fn pkg(name: &str, version: &str) -> Package {
