@@ -57,7 +57,7 @@ pub async fn connect(
         .or(q.access_token)
         .or_else(|| crate::web::session::cookie_token(&headers))
         .ok_or_else(|| ApiError::unauthorized("missing bearer token or access_token"))?;
-    let (who, expires) = authenticate(&app, token).await?;
+    let (who, expires) = authenticate(&app, token.clone()).await?;
     if !matches!(who, Principal::Machine { .. }) {
         who.require(Role::Viewer)?;
     }
@@ -73,13 +73,17 @@ pub async fn connect(
         }
         Principal::User { .. } | Principal::Token { .. } => None,
     };
+    // Users' and API tokens' sessions end with their credential (logout,
+    // password reset, deletion, revocation); machines are many, and end
+    // with their short-lived token.
+    let recheck = (!matches!(who, Principal::Machine { .. })).then_some(token);
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| session(app, who, pool, expires, socket)))
+        .on_upgrade(move |socket| session(app, who, pool, expires, recheck, socket)))
 }
 
 /// What a session needs to pick its events.
@@ -128,6 +132,27 @@ impl Listener {
     }
 }
 
+/// `outgoing`, or a close when the session's credential ended or now
+/// belongs to someone else (a changed role): checked again only once any
+/// credential changed since the last check (`checked`), so mostly free.
+async fn still_valid(
+    app: &AppState,
+    token: &str,
+    who: &Principal,
+    checked: &mut u64,
+    outgoing: Message,
+) -> Message {
+    let now = app.caches.principals.generation();
+    if now == *checked {
+        return outgoing;
+    }
+    *checked = now;
+    match authenticate(app, token.to_owned()).await {
+        Ok((p, _)) if p == *who => outgoing,
+        _ => close(CLOSE_TOKEN_EXPIRED, "session ended; sign in again"),
+    }
+}
+
 fn close(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
@@ -140,6 +165,7 @@ async fn session(
     who: Principal,
     pool: Option<String>,
     expires: i64,
+    recheck: Option<String>,
     mut socket: WebSocket,
 ) {
     // Machines and admin clients listen on channels of their own, so a
@@ -161,6 +187,7 @@ async fn session(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut unanswered = 0u32;
+    let mut checked = app.caches.principals.generation();
     if socket
         .send(Message::Text(listener.hello().to_string().into()))
         .await
@@ -194,6 +221,12 @@ async fn session(
             }
             () = &mut expiry => close(CLOSE_TOKEN_EXPIRED, "token expired; reconnect with a new one"),
             () = &mut stop => close(CLOSE_GOING_AWAY, "server shutting down"),
+        };
+        let outgoing = match &recheck {
+            Some(token) if !matches!(outgoing, Message::Close(_)) => {
+                still_valid(&app, token, &listener.who, &mut checked, outgoing).await
+            }
+            _ => outgoing,
         };
         let closing = matches!(outgoing, Message::Close(_));
         if socket.send(outgoing).await.is_err() || closing {

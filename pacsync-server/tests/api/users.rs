@@ -3,8 +3,12 @@
 //! from the next request; the last admin can be neither demoted nor
 //! deleted; every change is in the audit log.
 
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{Backend, TestServer};
 
@@ -50,8 +54,33 @@ async fn sessions_end_at_logout(backend: Backend) {
     for t in [&first, &second] {
         assert_eq!(s.get("/api/pools", t).await.0, StatusCode::OK);
     }
+    // A push channel opened with the session closes with it.
+    let pool = s.create_pool(&s.login("admin").await, "p").await;
+    let mut socket = crate::push::connect(&s, &first, false).await;
+    let admin0 = s.login("admin").await;
+    let policy = |keep: bool| json!({ "keep_extras": keep });
+    let (st, v) = patch(&s, &format!("/api/pools/{pool}"), &admin0, policy(true)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    crate::push::next(&mut socket, "policy_changed", Duration::from_secs(5)).await;
     let (st, v) = s.post("/api/auth/logout", &first, json!({})).await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (st, v) = patch(&s, &format!("/api/pools/{pool}"), &admin0, policy(false)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(Message::Text(t))) => {
+                    assert!(!t.contains("policy_changed"), "an ended session heard {t}")
+                }
+                Some(Ok(_)) => {}
+                other => panic!("socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the socket closes");
+    assert_eq!(closed, Some(4001));
     // Served from the cache a moment ago, refused now.
     let (st, v) = s.get("/api/pools", &first).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
