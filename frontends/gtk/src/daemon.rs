@@ -7,27 +7,10 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use pacsync_dbus::follow::Event as Followed;
+pub use pacsync_dbus::follow::Event;
 use pacsync_dbus::{DaemonError, DaemonProxy};
 
 use crate::model::Presence;
-
-// One reading per D-Bus signal, moved not copied: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum Event {
-    Presence(Presence),
-    Progress {
-        phase: String,
-        percent: u32,
-        message: String,
-    },
-    Finished {
-        kind: String,
-        outcome: String,
-        message: String,
-    },
-}
 
 /// A failed call: the daemon's typed error, or no daemon at all.
 #[derive(Debug)]
@@ -121,35 +104,16 @@ async fn follow(bus: Option<String>, tx: async_channel::Sender<Event>, slot: Slo
         let slot = slot.clone();
         async move {
             let event = match event {
-                Followed::Connected(proxy) => {
+                // Kept here for calls; the main loop never sees it.
+                Event::Connected(proxy) => {
                     set(&slot, Some(proxy));
                     return true;
                 }
-                Followed::Presence(p) => {
-                    if matches!(p, Presence::Unavailable(_)) {
-                        set(&slot, None);
-                    }
-                    Event::Presence(p)
-                }
-                Followed::Progress {
-                    phase,
-                    percent,
-                    message,
-                } => Event::Progress {
-                    phase,
-                    percent,
-                    message,
-                },
-                Followed::Finished {
-                    kind,
-                    outcome,
-                    message,
-                } => Event::Finished {
-                    kind,
-                    outcome,
-                    message,
-                },
+                other => other,
             };
+            if matches!(event, Event::Presence(Presence::Unavailable(_))) {
+                set(&slot, None);
+            }
             tx.send(event).await.is_ok()
         }
     })

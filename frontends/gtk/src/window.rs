@@ -263,6 +263,8 @@ impl Ui {
                 self.progress.borrow_mut().record(&phase, percent, &message);
                 self.show_progress();
             }
+            // Kept by the follower (daemon.rs) for calls; never sent here.
+            Event::Connected(_) => {}
             Event::Finished {
                 kind,
                 outcome,
