@@ -4,9 +4,9 @@
 //! tasks from a `PerformanceObserver`), then one machine's status change
 //! comes through the WebSocket and its row and pool card follow. Each
 //! view is also checked for accessibility — every control has an
-//! accessible name (Chromium's own accessibility tree), text keeps its
-//! contrast in the light and the dark theme — and for requests to other
-//! hosts. The figures are printed and written to
+//! accessible name (Chromium's own accessibility tree) and shows a focus
+//! ring from the keyboard, text keeps its contrast in the light and the
+//! dark theme — and for requests to other hosts. The figures are printed and written to
 //! `target/artifacts/web/scale[-postgres].json`.
 
 use std::collections::BTreeMap;
@@ -145,6 +145,22 @@ for (const el of document.querySelectorAll('body *')) {
 return [...new Set(bad)];
 ";
 
+/// Focusable elements (in the tab order, shown) that show no focus ring
+/// when focused from the keyboard.
+const FOCUS: &str = r"
+const bad = [];
+const all = [...document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')]
+  .filter((e) => e.tabIndex >= 0 && !e.disabled && e.getClientRects().length);
+for (const el of all.slice(0, 300)) {
+  el.focus({ focusVisible: true });
+  if (document.activeElement !== el) continue;
+  const st = getComputedStyle(el);
+  if (st.outlineStyle === 'none' || parseFloat(st.outlineWidth) < 2) bad.push(el.outerHTML.slice(0, 80));
+  el.blur();
+}
+return { checked: Math.min(all.length, 300), bad };
+";
+
 fn variant(i: usize) -> PackageState {
     variant_with(i, &[])
 }
@@ -263,6 +279,11 @@ async fn accessible(b: &Browser, view: &str) {
         missing.is_empty(),
         "{view}: controls without a name: {missing:?}"
     );
+    let focus = b.script(FOCUS, json!([])).await;
+    assert!(
+        focus["checked"].as_u64().is_some_and(|n| n > 0) && focus["bad"] == json!([]),
+        "{view}: focus not visible: {focus}"
+    );
     for theme in ["light", "dark"] {
         b.script(
             "document.documentElement.dataset.theme = arguments[0];",
@@ -337,6 +358,16 @@ async fn thousand_machines(backend: Backend) {
     .await;
     let tree = b.cdp("Accessibility.getFullAXTree", json!({})).await;
     assert_eq!(unnamed(&tree).len(), 1, "the unnamed probe is found");
+    b.script(
+        "document.getElementById('probe-unnamed').style.outline = 'none';",
+        json!([]),
+    )
+    .await;
+    let focus = b.script(FOCUS, json!([])).await;
+    assert!(
+        focus["bad"].as_array().is_some_and(|l| l.len() == 1),
+        "the probe without a focus ring is found: {focus}"
+    );
     let low = b.script(CONTRAST, json!([])).await;
     assert!(
         low.as_array()
