@@ -284,18 +284,33 @@ pub async fn repo_file(
     }
     let archive = archive(&app)?;
     let (pool, target) = (p.pool.clone(), p.target.clone());
+    let db_names = [format!("{}.db", p.repo), format!("{}.db.tar.gz", p.repo)];
+    let is_db = db_names.contains(&p.file);
+    let wanted = p.file.strip_suffix(".sig").unwrap_or(&p.file).to_owned();
     let files: Vec<ArchiveFileRow> = app
         .store
         .run(move |conn| {
             let (_, t): (String, Arc<TargetState>) = records::pool_target(conn, &pool, &target)?;
+            // One package file: its row alone, found by the name and
+            // version its file name gives, when the target has them.
+            if !is_db && let Some(key) = target_key(&t, &wanted) {
+                let rows = records::files_for(conn, &[key])?;
+                let hit: Vec<ArchiveFileRow> = rows
+                    .into_iter()
+                    .filter_map(|(_, _, row)| row)
+                    .filter(|r| r.filename == wanted)
+                    .collect();
+                if !hit.is_empty() {
+                    return Ok(hit);
+                }
+            }
             Ok(records::files_of(conn, &t)?
                 .into_iter()
                 .filter_map(|(_, _, row)| row)
                 .collect())
         })
         .await?;
-    let db_names = [format!("{}.db", p.repo), format!("{}.db.tar.gz", p.repo)];
-    if db_names.contains(&p.file) {
+    if is_db {
         let arch = p.arch.clone();
         let bytes = tokio::task::spawn_blocking(move || {
             let listed: Vec<repodb::DbPackage<'_>> = files
@@ -328,6 +343,18 @@ pub async fn repo_file(
         .find(|r| r.filename == p.file)
         .ok_or_else(|| ApiError::not_found("package file"))?;
     serve_verified(&app, &archive, row).await
+}
+
+/// The (name, version) of `target` that a package file name
+/// (`NAME-PKGVER-PKGREL-ARCH.pkg.tar.*`) names, if any.
+fn target_key(target: &TargetState, filename: &str) -> Option<(String, String)> {
+    let stem = &filename[..filename.find(".pkg.tar")?];
+    let mut dashes = stem.rmatch_indices('-').map(|(i, _)| i);
+    let (_arch, _rel, ver) = (dashes.next()?, dashes.next()?, dashes.next()?);
+    let name = &stem[..ver];
+    let version = &stem[ver + 1..stem.rfind('-')?];
+    let entry = target.get(name)?;
+    (entry.version.as_str() == version).then(|| (name.to_owned(), version.to_owned()))
 }
 
 /// Streams a stored file after re-hashing it; a damaged file is marked and
@@ -376,4 +403,38 @@ async fn serve_verified(
         Body::from_stream(chunks),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacsync_core::package::InstallReason;
+    use pacsync_core::state::TargetEntry;
+
+    #[test]
+    fn a_file_name_gives_the_target_entry_it_names() {
+        let target: TargetState = [("lib-foo-bar", "1:2.0.1-3"), ("x", "1-1")]
+            .into_iter()
+            .map(|(n, v)| {
+                (
+                    n.to_owned(),
+                    TargetEntry {
+                        version: v.into(),
+                        reason: InstallReason::Explicit,
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            target_key(&target, "lib-foo-bar-1:2.0.1-3-x86_64.pkg.tar.zst"),
+            Some(("lib-foo-bar".to_owned(), "1:2.0.1-3".to_owned()))
+        );
+        assert_eq!(
+            target_key(&target, "x-1-1-any.pkg.tar.xz"),
+            Some(("x".to_owned(), "1-1".to_owned()))
+        );
+        assert_eq!(target_key(&target, "x-2-1-any.pkg.tar.xz"), None);
+        assert_eq!(target_key(&target, "pacsync.db"), None);
+        assert_eq!(target_key(&target, "-.pkg.tar"), None);
+    }
 }

@@ -286,14 +286,13 @@ impl Ingest {
             path: self.path.clone(),
             source: io::Error::other("already finished"),
         })?;
-        file.sync_all().map_err(io_at(&self.path))?;
-        drop(file);
         let dest = self.disk.path_of(&sha256);
         let dir = dest.parent().unwrap_or(&self.disk.root).to_owned();
-        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        // A whole copy already there is kept; a damaged one is replaced.
+        // A whole copy already there is kept (the new one is not even
+        // synced); a damaged one is replaced.
         let existing = match self.disk.check(&sha256) {
             Ok(_) => {
+                drop(file);
                 let _ = fs::remove_file(&self.path);
                 return Ok(Stored {
                     sha256,
@@ -304,6 +303,9 @@ impl Ingest {
             Err(DiskError::Missing(_)) => None,
             Err(_) => fs::metadata(&dest).ok().map(|m| m.len()),
         };
+        file.sync_all().map_err(io_at(&self.path))?;
+        drop(file);
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let mut used = self.disk.lock_used();
         let freed = existing.unwrap_or(0);
         if let Some(limit) = self.disk.limit

@@ -157,7 +157,15 @@ impl Archive {
             created_at: now_ms(),
             damaged_at: None,
         };
-        store.write_blocking(move |conn| records::insert(conn, &row))?;
+        // Content already recorded whole, and no signature to add: nothing
+        // to write.
+        let known = !stored.new
+            && row.signature.is_none()
+            && read_blocking(store, |conn| records::get(conn, &row.sha256))?
+                .is_some_and(|r| r.damaged_at.is_none());
+        if !known {
+            store.write_blocking(move |conn| records::insert(conn, &row))?;
+        }
         Ok(Ingested {
             sha256: stored.sha256,
             name: info.name,
