@@ -95,7 +95,7 @@ impl Server {
             settings::DatabaseKind::Internal => None,
         };
         let archive = archive::Archive::open(&settings.archive)?;
-        let uploads = uploads::Uploads::start(store.clone(), api::endpoints::store_content);
+        let uploads = uploads::Uploads::start(store.clone(), api::endpoints::check_content);
         let (stop, shutdown) = watch::channel(false);
         let (alive, drained) = mpsc::channel(1);
         Ok(Server {
@@ -140,6 +140,7 @@ impl Server {
             cleanup_days,
         } = self;
         let sweeper = tokio::spawn(sweep_offline(state.store.clone()));
+        let checkpointer = tokio::spawn(store::wal::checkpoint_now_and_then(state.store.clone()));
         tokio::spawn(settle_analysis(state.store.clone(), state.analysis));
         let cleaner =
             cleanup_days.map(|days| tokio::spawn(clean_old_states(state.store.clone(), days)));
@@ -204,6 +205,7 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: finishing in-flight requests");
         sweeper.abort();
+        checkpointer.abort();
         if let Some(c) = cleaner {
             c.abort();
         }

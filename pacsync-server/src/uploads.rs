@@ -1,5 +1,7 @@
-//! Full state reports are parsed, hashed, compressed and stored by a few
-//! dedicated threads (one per core) instead of the shared blocking pool.
+//! Full state reports are parsed, hashed and compressed by a few dedicated
+//! threads (one per core) instead of the shared blocking pool; the report's
+//! own write transaction then inserts the content, so a worker never waits
+//! for a writer's turn and goes on with the next report meanwhile.
 //! The work is CPU-bound, so more at once would not go faster; and each
 //! report makes a few hundred KiB of short-lived allocations, which the
 //! allocator keeps per thread — on a dozen pool threads that is a lot of
@@ -12,12 +14,21 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::ApiError;
 use crate::store::Store;
+use crate::store::content::PreparedState;
 
-/// What a worker does with one body: check it and store its content,
-/// answering the content hash.
-pub type Handler = fn(&Store, &[u8]) -> Result<String, ApiError>;
+/// A checked full report: the content's hash, and the row to insert
+/// unless the server had that content already.
+#[derive(Debug)]
+pub struct Upload {
+    pub hash: String,
+    pub new: Option<PreparedState>,
+}
 
-type Job = (Bytes, oneshot::Sender<Result<String, ApiError>>);
+/// What a worker does with one body: check it and make its content ready
+/// to store.
+pub type Handler = fn(&Store, &[u8]) -> Result<Upload, ApiError>;
+
+type Job = (Bytes, oneshot::Sender<Result<Upload, ApiError>>);
 
 #[derive(Debug, Clone)]
 pub struct Uploads {
@@ -53,7 +64,7 @@ impl Uploads {
     }
 
     /// Hands `body` to a worker and waits for its answer.
-    pub async fn store(&self, body: Bytes) -> Result<String, ApiError> {
+    pub async fn check(&self, body: Bytes) -> Result<Upload, ApiError> {
         let (answer, result) = oneshot::channel();
         self.tx
             .send((body, answer))

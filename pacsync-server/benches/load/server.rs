@@ -99,24 +99,32 @@ pub fn start(backend: &str) -> anyhow::Result<Server> {
 }
 
 impl Server {
-    pub fn rss_kib(&self) -> (u64, u64) {
+    /// A field of `/proc/PID/status`, in KiB.
+    fn status_kib(&self, name: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn rss_kib(&self) -> (u64, u64) {
+        (self.status_kib("VmRSS:"), self.status_kib("VmHWM:"))
     }
 }
 
+/// The resident size, split into anonymous memory (the heaps) and file
+/// pages (the binary's code, SQLite's shared-memory index).
 pub fn note_rss(server: &Server, after: &str) {
     let (rss, peak) = server.rss_kib();
-    eprintln!("after {after}: server RSS {rss} KiB (peak {peak} KiB)");
+    let (anon, file) = (server.status_kib("RssAnon:"), server.status_kib("RssFile:"));
+    let shmem = server.status_kib("RssShmem:");
+    eprintln!(
+        "after {after}: server RSS {rss} KiB (peak {peak} KiB; anonymous {anon}, file {file}, shared {shmem})"
+    );
 }
 
 pub async fn count_rows(server: &Server) -> anyhow::Result<Vec<(String, i64)>> {

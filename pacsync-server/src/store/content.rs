@@ -81,18 +81,27 @@ impl Serialize for PackageList<'_> {
 /// The CPU-bound half of storing a state (serialize, compress), done
 /// before taking a writer's turn. The parsed state goes to the cache: the
 /// report that sent it needs it next. `hash` is the state's (hashed once,
-/// by the caller); `size_hint` about the JSON's size (the report's), so the
-/// buffer is allocated once.
-pub fn prepare_state(
+/// by the caller).
+pub fn prepare_state(state: Arc<PackageState>, hash: String) -> StoreResult<PreparedState> {
+    let json = serde_json::to_vec(&PackageList(&state)).map_err(anyhow::Error::from)?;
+    prepare_state_json(state, hash, &json)
+}
+
+/// [`prepare_state`] for a state that came as JSON: `json` is the array of
+/// packages it was read from, compressed as it is rather than written
+/// again (writing it was a tenth of an upload's time). Reading it back
+/// gives `state` (a package array reads the same each time), so the
+/// content behind the hash is the same; only the bytes may differ from
+/// what [`prepare_state`] would store (spacing, the order of fields and
+/// packages, fields a package does not have, a name given twice).
+pub fn prepare_state_json(
     state: Arc<PackageState>,
     hash: String,
-    size_hint: usize,
+    json: &[u8],
 ) -> StoreResult<PreparedState> {
-    let mut json = Vec::with_capacity(size_hint);
-    serde_json::to_writer(&mut json, &PackageList(&state)).map_err(anyhow::Error::from)?;
     let prepared = PreparedState {
         package_count: i64::try_from(state.len()).unwrap_or(i64::MAX),
-        content: compress_json(&json)?,
+        content: compress_json(json)?,
         hash: hash.clone(),
     };
     cache::STATES.insert(hash, state);
@@ -122,7 +131,7 @@ pub fn put_state(conn: &mut DbConnection, state: Arc<PackageState>) -> StoreResu
         cache::STATES.insert(hash.clone(), state);
         return Ok(hash);
     }
-    let prepared = prepare_state(state, hash.clone(), 0)?;
+    let prepared = prepare_state(state, hash.clone())?;
     insert_state(conn, &prepared)?;
     Ok(hash)
 }

@@ -19,6 +19,7 @@ pub mod retention;
 pub mod schema;
 pub mod sessions;
 pub mod status;
+pub mod wal;
 
 use std::time::Duration;
 
@@ -134,11 +135,13 @@ impl ManageConnection for Manager {
                 // 2 MiB: the operating system caches the file anyway, and
                 // eight connections' full caches were a quarter of the
                 // resident size.
-                c.batch_execute(
+                // wal_autocheckpoint: the server checkpoints (see [`wal`]).
+                c.batch_execute(&format!(
                     "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA cache_size = -512;",
-                )
+                     PRAGMA cache_size = -512; PRAGMA wal_autocheckpoint = {};",
+                    wal::AUTOCHECKPOINT_PAGES
+                ))
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(c))
             }

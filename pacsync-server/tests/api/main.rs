@@ -24,6 +24,7 @@ mod repositories;
 mod retention;
 mod schema;
 mod serve;
+mod uploads;
 mod users;
 
 /// Runs the scenario `$name(Backend)` as two tests, one per backend.

@@ -1,0 +1,170 @@
+//! SQLite's write-ahead log, checkpointed by the server beside the
+//! requests rather than by them.
+//!
+//! Left to itself, SQLite checkpoints in the commit that takes the log past
+//! 1,000 pages: that request copies the log into the database and waits
+//! for its `fsync`, which was the tail of the reports' latency. The pool's
+//! connections only do so far past that mark (a backstop); a task calls
+//! [`checkpoint`] every [`EVERY`] instead. A passive checkpoint waits for
+//! no one, but while readers keep using the log it cannot start the log
+//! over, and under constant reads the file grew to 1.7 GB; so once the log
+//! holds more than [`RESTART_PAGES`] pages the checkpoint takes a writer's
+//! turn and truncates the log (readers of older snapshots finish first,
+//! which takes a few milliseconds; new writers queue meanwhile).
+
+use std::time::Duration;
+
+use diesel::RunQueryDsl as _;
+use diesel::sql_types::Integer;
+
+use super::{DbConnection, Store, StoreResult};
+use crate::settings::DatabaseKind;
+
+/// How often the log is checkpointed.
+pub const EVERY: Duration = Duration::from_millis(500);
+
+/// Log pages (4 KiB each) past which a checkpoint starts the log over.
+pub const RESTART_PAGES: i32 = 4096;
+
+/// The pool's connections checkpoint themselves past this many pages only
+/// (when the checkpointer does not run: the admin commands, or it fell
+/// behind).
+pub const AUTOCHECKPOINT_PAGES: i32 = 4 * RESTART_PAGES;
+
+/// What `PRAGMA wal_checkpoint` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::QueryableByName)]
+pub struct Checkpoint {
+    /// 1 when it could not finish (a writer or readers held it up).
+    #[diesel(sql_type = Integer)]
+    pub busy: i32,
+    /// Pages in the log (−1 when the database is not in WAL mode).
+    #[diesel(sql_type = Integer)]
+    pub log: i32,
+    /// Pages of the log now in the database.
+    #[diesel(sql_type = Integer)]
+    pub checkpointed: i32,
+}
+
+fn run(conn: &mut DbConnection, mode: &str) -> StoreResult<Option<Checkpoint>> {
+    let DbConnection::Sqlite(c) = conn else {
+        return Ok(None);
+    };
+    let row = diesel::sql_query(format!("PRAGMA wal_checkpoint({mode})")).get_result(c)?;
+    Ok(Some(row))
+}
+
+impl Store {
+    /// One checkpoint (see the module's documentation); on PostgreSQL
+    /// nothing. Answers what the last checkpoint it ran reported.
+    pub fn checkpoint(&self) -> StoreResult<Option<Checkpoint>> {
+        if self.kind != DatabaseKind::Internal {
+            return Ok(None);
+        }
+        let passive = run(&mut *self.conn()?, "PASSIVE")?;
+        match passive {
+            Some(p) if p.log > RESTART_PAGES => {
+                // Queued like any writer, so that writers wait here rather
+                // than in SQLite's busy handler.
+                let _turn = self
+                    .writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                run(&mut *self.conn()?, "TRUNCATE")
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// Checkpoints every [`EVERY`] until aborted (SQLite only).
+pub async fn checkpoint_now_and_then(store: Store) {
+    if store.kind() != DatabaseKind::Internal {
+        return;
+    }
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.checkpoint()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("checkpoint of the database's log failed: {e}"),
+            Err(e) => tracing::warn!("checkpoint task failed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{DatabaseSettings, Secret};
+
+    fn wal_bytes(db: &std::path::Path) -> u64 {
+        std::fs::metadata(format!("{}-wal", db.display())).map_or(0, |m| m.len())
+    }
+
+    /// Writes `mib` MiB in 1 MiB rows, one transaction each.
+    fn fill(store: &Store, mib: usize) {
+        for _ in 0..mib {
+            store
+                .write_blocking(|c| {
+                    diesel::sql_query("INSERT INTO filler VALUES (zeroblob(1048576))")
+                        .execute(c)
+                        .map_err(Into::into)
+                })
+                .expect("insert");
+        }
+    }
+
+    #[test]
+    fn the_log_is_checkpointed_by_the_server_and_started_over_past_its_size() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = dir.path().join("p.db");
+        let store = Store::open(&DatabaseSettings {
+            kind: DatabaseKind::Internal,
+            url: Secret::new(db.display().to_string()),
+            pool_size: 8,
+        })
+        .expect("open");
+        store
+            .write_blocking(|c| {
+                diesel::sql_query("CREATE TABLE filler (b BLOB)")
+                    .execute(c)
+                    .map_err(Into::into)
+            })
+            .expect("create");
+
+        // Below the restart size: a passive checkpoint copies everything
+        // and leaves the file as it is.
+        fill(&store, 2);
+        let small = store.checkpoint().expect("checkpoint").expect("SQLite");
+        assert_eq!(small.busy, 0);
+        assert!(small.log > 512, "{small:?}");
+        assert_eq!(small.checkpointed, small.log, "{small:?}");
+        assert!(wal_bytes(&db) > 2 << 20);
+
+        // 20 MiB: past SQLite's own mark (1,000 pages) many times over, yet
+        // the log only grew: the connections leave checkpoints to the
+        // server. Then one checkpoint empties it.
+        fill(&store, 20);
+        assert!(wal_bytes(&db) > 20 << 20, "{}", wal_bytes(&db));
+        let big = store.checkpoint().expect("checkpoint").expect("SQLite");
+        assert_eq!(big.busy, 0, "{big:?}");
+        assert_eq!(wal_bytes(&db), 0);
+
+        // Everything written is in the database file.
+        let mut conn = store.blocking_conn().expect("connection");
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let DbConnection::Sqlite(c) = &mut *conn else {
+            panic!("SQLite")
+        };
+        let count: Count = diesel::sql_query("SELECT COUNT(*) AS n FROM filler")
+            .get_result(c)
+            .expect("count");
+        assert_eq!(count.n, 22);
+    }
+}
