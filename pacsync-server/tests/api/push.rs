@@ -11,7 +11,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::harness::{Backend, TestServer, state};
 
-crate::on_both_backends!(machines_and_admins_hear_changes);
+crate::on_both_backends!(
+    machines_and_admins_hear_changes,
+    a_pool_larger_than_one_step_follows_its_new_target
+);
 
 pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -226,6 +229,66 @@ async fn machines_and_admins_hear_changes(backend: Backend) {
     .await
     .expect("closed after shutdown");
     assert_eq!(closed, Some(1001));
+}
+
+/// More members than one write step recomputes (500): the machines hear of
+/// the target, and by the time set-latest answers every member's status
+/// follows it.
+async fn a_pool_larger_than_one_step_follows_its_new_target(backend: Backend) {
+    const MEMBERS: usize = 520;
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = s.login("admin").await;
+    let pool = s.create_pool(&admin, "big").await;
+    let source = s.enroll(&admin, Some(&pool), "source").await;
+    assert_eq!(
+        s.report(&source, &state(&[("x", "2-1")])).await,
+        StatusCode::NO_CONTENT
+    );
+    let old = state(&[("x", "1-1")]);
+    let members: Vec<_> = futures_util::stream::iter(0..MEMBERS)
+        .map(|i| {
+            let (s, admin, pool, old) = (&s, &admin, &pool, &old);
+            async move {
+                let m = s.enroll(admin, Some(pool), &format!("m{i:03}")).await;
+                assert_eq!(s.report(&m, old).await, StatusCode::NO_CONTENT);
+                m
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut ws = connect(&s, &members[MEMBERS - 1].token, false).await;
+    let count = |status: &'static str| {
+        let (s, admin, pool) = (&s, &admin, &pool);
+        async move {
+            let (st, v) = s
+                .get(
+                    &format!("/api/endpoints?pool_id={pool}&status={status}&per_page=1"),
+                    admin,
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            v["total"].as_u64().expect("total")
+        }
+    };
+    assert_eq!(count("no_target").await, MEMBERS as u64 + 1);
+
+    let (st, t) = s
+        .post(
+            &format!("/api/endpoints/{}/set-latest", source.id),
+            &source.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    let m = next(&mut ws, "target_changed", Duration::from_secs(5)).await;
+    assert_eq!(m["target"]["id"], t["id"]);
+    assert_eq!(
+        (count("behind").await, count("in_sync").await),
+        (MEMBERS as u64, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
