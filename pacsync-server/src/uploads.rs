@@ -15,12 +15,15 @@ use tokio::sync::{mpsc, oneshot};
 use crate::api::ApiError;
 use crate::store::Store;
 use crate::store::content::PreparedState;
+use pacsync_core::state::PackageState;
 
-/// A checked full report: the content's hash, and the row to insert
-/// unless the server had that content already.
+/// A checked full report: the content's hash, the parsed state (which the
+/// report's status needs), and the row to insert unless the server had
+/// that content already.
 #[derive(Debug)]
 pub struct Upload {
     pub hash: String,
+    pub state: Arc<PackageState>,
     pub new: Option<PreparedState>,
 }
 

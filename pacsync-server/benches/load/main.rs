@@ -390,7 +390,7 @@ async fn main() -> anyhow::Result<()> {
     if want("new") {
         let t = Instant::now();
         let fresh: Arc<Vec<(String, Bytes)>> = Arc::new(
-            (0..(a.seconds as usize * 500).max(100))
+            (0..(a.seconds as usize * 1000).max(100))
                 .map(|i| full_body(&make_state(a.packages, a.distinct + 1 + i)))
                 .collect(),
         );

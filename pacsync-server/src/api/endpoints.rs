@@ -319,15 +319,16 @@ pub fn check_content(
         let mut conn = store.blocking_conn().map_err(ApiError::internal)?;
         content::has_state(&mut conn, &hash)?
     };
-    if known {
-        crate::store::cache::STATES.insert(hash.clone(), state);
-        return Ok(crate::uploads::Upload { hash, new: None });
-    }
-    let prepared = content::prepare_state_json(state, hash.clone(), json.as_bytes())?;
-    Ok(crate::uploads::Upload {
-        hash,
-        new: Some(prepared),
-    })
+    let new = if known {
+        None
+    } else {
+        Some(content::prepare_state_json(
+            &state,
+            hash.clone(),
+            json.as_bytes(),
+        )?)
+    };
+    Ok(crate::uploads::Upload { hash, state, new })
 }
 
 fn invalid_hash() -> ApiError {
@@ -397,15 +398,21 @@ pub async fn report_state(
         }
     } else {
         let upload = app.uploads.check(body).await?;
-        (upload.hash, upload.new)
+        (upload.hash, Some((upload.state, upload.new)))
     };
     let reported = hash.clone();
     app.store
         .write_touching(move |conn| {
             // A new content goes in with the report that names it: one
             // writer's turn, one commit.
-            if let Some(new) = &new {
-                content::insert_state(conn, new)?;
+            // Its status needs the state: cached now rather than by the
+            // upload worker, so that other uploads meanwhile cannot push it
+            // out of the small cache first.
+            if let Some((state, new)) = new {
+                if let Some(new) = &new {
+                    content::insert_state(conn, new)?;
+                }
+                crate::store::cache::STATES.insert(reported.clone(), state);
             }
             endpoints::report_state(conn, &id, &reported).map(|touched| ((), touched))
         })

@@ -62,8 +62,9 @@ impl<T: Clone> Lru<T> {
 }
 
 /// Parsed states: a 1,500-package state is a few hundred KiB in memory,
-/// so only a handful are kept.
-pub static STATES: LazyLock<Lru<Arc<PackageState>>> = LazyLock::new(|| Lru::new(12));
+/// so only a handful are kept. Statuses need them only when a drift is
+/// not memoized (a state new to a target); a new upload brings its own.
+pub static STATES: LazyLock<Lru<Arc<PackageState>>> = LazyLock::new(|| Lru::new(6));
 pub static TARGETS: LazyLock<Lru<Arc<TargetState>>> = LazyLock::new(|| Lru::new(8));
 /// Drift by (state hash, target and policy fingerprint): a few bytes each.
 pub static DRIFTS: LazyLock<Lru<Drift>> = LazyLock::new(|| Lru::new(4096));

@@ -84,7 +84,9 @@ impl Serialize for PackageList<'_> {
 /// by the caller).
 pub fn prepare_state(state: Arc<PackageState>, hash: String) -> StoreResult<PreparedState> {
     let json = serde_json::to_vec(&PackageList(&state)).map_err(anyhow::Error::from)?;
-    prepare_state_json(state, hash, &json)
+    let prepared = prepare_state_json(&state, hash.clone(), &json)?;
+    cache::STATES.insert(hash, state);
+    Ok(prepared)
 }
 
 /// [`prepare_state`] for a state that came as JSON: `json` is the array of
@@ -93,19 +95,19 @@ pub fn prepare_state(state: Arc<PackageState>, hash: String) -> StoreResult<Prep
 /// gives `state` (a package array reads the same each time), so the
 /// content behind the hash is the same; only the bytes may differ from
 /// what [`prepare_state`] would store (spacing, the order of fields and
-/// packages, fields a package does not have, a name given twice).
+/// packages, fields a package does not have, a name given twice). The
+/// state is not cached here: the report that sent it caches it in its
+/// transaction, when it needs it.
 pub fn prepare_state_json(
-    state: Arc<PackageState>,
+    state: &PackageState,
     hash: String,
     json: &[u8],
 ) -> StoreResult<PreparedState> {
-    let prepared = PreparedState {
+    Ok(PreparedState {
         package_count: i64::try_from(state.len()).unwrap_or(i64::MAX),
         content: compress_json(json)?,
-        hash: hash.clone(),
-    };
-    cache::STATES.insert(hash, state);
-    Ok(prepared)
+        hash,
+    })
 }
 
 /// Inserts a prepared state unless its content is already there.
