@@ -218,7 +218,13 @@ where
         if !sink(Event::Presence(Presence::Ready(reading))).await {
             return Ok(Some(Watch::Stop));
         }
+        // Biased, in this order: the daemon sends an operation's last
+        // progress before its end, and one reader fills these streams in
+        // the order of the bus, so when both wait the progress goes first
+        // (a fair choice could show an operation's end before its last
+        // step, and a window would start a new log with that step).
         let event = tokio::select! {
+            biased;
             Some(_) = changes.next() => None,
             Some(signal) = progress.next() => signal.args().ok().map(|a| Event::Progress {
                 phase: a.phase().to_string(),
