@@ -174,6 +174,7 @@ pub fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ("/api/archive", Method::GET, get(archive::status)),
         ("/api/archive/verify", Method::POST, post(archive::verify)),
         ("/api/archive/gc", Method::POST, post(archive::gc)),
+        ("/api/archive/fill", Method::POST, post(archive::fill)),
         (
             "/api/archive/lookup",
             Method::POST,

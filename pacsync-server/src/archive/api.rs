@@ -250,6 +250,50 @@ pub async fn verify(State(app): State<AppState>, who: Principal) -> ApiResult<Js
     Ok(Json(json!(r)))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FillBody {
+    /// A pool's id or name.
+    pub pool: String,
+    /// A target id of the pool; its current target when absent.
+    pub target: Option<String>,
+}
+
+/// `POST /api/archive/fill`: fetch from the pool's mirrors, in the
+/// background, the files of its target the archive lacks; 202 at once,
+/// the outcome in `GET /api/archive` (`fills`).
+pub async fn fill(
+    State(app): State<AppState>,
+    who: Principal,
+    Json(body): Json<FillBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    who.require(Role::Admin)?;
+    let archive = archive(&app)?;
+    let (pool_id, pool_name, target_id) = app
+        .store
+        .run(move |conn| {
+            let (id, name) = super::fill::find_pool(conn, &body.pool)?;
+            let target = body.target.as_deref().unwrap_or("current");
+            let (target_id, _) = records::pool_target(conn, &id, target)?;
+            Ok((id, name, target_id))
+        })
+        .await?;
+    if archive.mirrors.for_pool(&pool_name).is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_mirrors",
+            format!(
+                "no mirror is configured for pool {pool_name:?} (ARCHIVE_MIRRORS or [archive.pool_mirrors])"
+            ),
+        ));
+    }
+    archive.fill_later(&app.store, &pool_id, &target_id);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "pool_id": pool_id, "target_id": target_id })),
+    ))
+}
+
 /// `POST /api/archive/gc`: remove what nothing references.
 pub async fn gc(State(app): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
     who.require(Role::Admin)?;

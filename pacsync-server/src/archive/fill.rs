@@ -61,7 +61,10 @@ struct Candidate {
 }
 
 /// A pool by id or name: (id, name).
-fn find_pool(conn: &mut crate::store::DbConnection, pool: &str) -> StoreResult<(String, String)> {
+pub(super) fn find_pool(
+    conn: &mut crate::store::DbConnection,
+    pool: &str,
+) -> StoreResult<(String, String)> {
     use crate::store::schema::pools;
     use diesel::prelude::*;
     pools::table

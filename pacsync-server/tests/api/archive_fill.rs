@@ -11,7 +11,7 @@ use pacsync_tests::{PackageSpec, Repo};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TestServer, state};
+use crate::harness::{Backend, TestServer, assert_error, expect_status, state};
 use crate::mirror::{Mirror, noise};
 
 fn sha256(bytes: &[u8]) -> String {
@@ -177,6 +177,63 @@ async fn fills_from_a_mirror_resumes_and_refuses_a_wrong_file() {
         .expect("GET sig");
     assert_eq!(sig.status(), StatusCode::OK);
     assert_eq!(sig.bytes().await.expect("sig").to_vec(), beta_sig);
+
+    // An admin starts a fill through the API: 202 at once, and a new
+    // report for the target follows (nothing left to fetch this time).
+    let (_, viewer) = s.create_api_token(&admin, "watcher", "viewer").await;
+    assert_error(
+        s.post("/api/archive/fill", &viewer, json!({ "pool": "lab" }))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        s.post("/api/archive/fill", &admin, json!({ "pool": "nowhere" }))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        s.post(
+            "/api/archive/fill",
+            &admin,
+            json!({ "pool": "lab", "extra": 1 }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    let empty = s.create_pool(&admin, "empty").await;
+    assert_error(
+        s.post("/api/archive/fill", &admin, json!({ "pool": empty }))
+            .await,
+        StatusCode::CONFLICT,
+        "no_target",
+    );
+    let before = fill["started_at"].as_i64().expect("started_at");
+    let started = expect_status(
+        StatusCode::ACCEPTED,
+        s.post("/api/archive/fill", &admin, json!({ "pool": "lab" }))
+            .await,
+    );
+    assert_eq!(
+        (started["pool_id"].as_str(), started["target_id"].as_str()),
+        (Some(pool.as_str()), Some(target.as_str()))
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let again = loop {
+        let f = finished_fill(&s, &admin, &target).await;
+        if f["started_at"].as_i64().is_some_and(|t| t > before) {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no new fill: {f}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (again["missing"].as_u64(), &again["failed"]),
+        (Some(0), &json!([])),
+        "{again}"
+    );
 
     // gamma: the mirror's file does not have the database's sha256.
     let packages = [("alpha", "1.0-1"), ("beta", "2.0-1"), ("gamma", "1.0-1")];
