@@ -25,7 +25,7 @@ use futures_util::StreamExt as _;
 use pacsync_core::package::{InstallReason, Package};
 use pacsync_core::state::PackageState;
 use pacsync_server::auth::Role;
-use pacsync_tests::PackageSpec;
+use pacsync_tests::{PackageSpec, noise};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -61,19 +61,6 @@ fn args() -> anyhow::Result<Args> {
         }
     }
     Ok(a)
-}
-
-/// `len` bytes that do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// The version of package `i` in target `t`: each target upgrades the

@@ -35,7 +35,7 @@ pub use desc::{LocalInstall, SyncFile};
 pub use generate::{
     DbCompression, generate_local_db, generate_sync_db, verify_local_db, verify_sync_db,
 };
-pub use package::PackageSpec;
+pub use package::{PackageSpec, noise};
 pub use repo::Repo;
 pub use require::{require_binary, require_pacman_sandbox, require_root};
 pub use sandbox::Sandbox;

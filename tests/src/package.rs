@@ -257,3 +257,17 @@ pub(crate) fn append_entry<W: Write>(
     tar.append_data(&mut header, path, data)?;
     Ok(())
 }
+
+/// `len` bytes that do not compress (xorshift), so a package file made
+/// with them is about as large as its payload.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Machine, TestServer, state};
+use crate::harness::{Backend, Machine, TestServer, sha256, state};
 
 crate::on_both_backends!(
     uploads_are_stored_once_served_and_collected,
@@ -36,11 +36,6 @@ fn package(name: &str, version: &str, payload: &str) -> Vec<u8> {
     zstd::encode_all(&b.into_inner().expect("tar")[..], 3).expect("zstd")
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
 async fn upload(s: &TestServer, token: &str, query: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let resp = s
         .client
@@ -52,16 +47,6 @@ async fn upload(s: &TestServer, token: &str, query: &str, body: Vec<u8>) -> (Sta
         .expect("upload");
     let status = resp.status();
     (status, resp.json().await.expect("JSON answer"))
-}
-
-async fn raw_get(s: &TestServer, path: &str) -> (StatusCode, Vec<u8>) {
-    let resp = s
-        .client
-        .get(format!("{}{path}", s.base))
-        .send()
-        .await
-        .expect("GET");
-    (resp.status(), resp.bytes().await.expect("body").to_vec())
 }
 
 fn count_files(dir: &Path) -> usize {
@@ -155,7 +140,7 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
 
     // The snapshot repository: a database real pacman's format, the file.
     let base = format!("/repo/{pool}/current/lab/os/x86_64");
-    let (st, db) = raw_get(&s, &format!("{base}/lab.db")).await;
+    let (st, db) = s.get_bytes(&format!("{base}/lab.db")).await;
     assert_eq!(st, StatusCode::OK);
     let entries = pacsync_core::syncdb::parse_sync_db(&db).expect("a sync database");
     assert_eq!(entries.len(), 1);
@@ -165,7 +150,9 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
         Some(sha256(&foo_file).as_str())
     );
     assert_eq!(entries[0].depends, ["glibc"]);
-    let (st, served) = raw_get(&s, &format!("{base}/foo-1.0-1-x86_64.pkg.tar.zst")).await;
+    let (st, served) = s
+        .get_bytes(&format!("{base}/foo-1.0-1-x86_64.pkg.tar.zst"))
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(served, foo_file);
 
@@ -195,7 +182,9 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
     );
     assert_eq!(gc["kept"], 1, "{gc}");
     assert_eq!(count_files(&archive.join("objects")), 1);
-    let (st, old) = raw_get(&s, &format!("/api/archive/files/{}", sha256(&foo_file))).await;
+    let (st, old) = s
+        .get_bytes(&format!("/api/archive/files/{}", sha256(&foo_file)))
+        .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "files by hash need a token");
     assert!(!old.is_empty());
     let (st, v) = s
@@ -273,15 +262,17 @@ async fn damage_is_reported_and_never_served(backend: Backend) {
             .is_some_and(|d| d.contains("foo-1.0-1-x86_64.pkg.tar.zst")),
         "{v}"
     );
-    let (st, body) = raw_get(
-        &s,
-        &format!("/repo/{pool}/current/lab/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst"),
-    )
-    .await;
+    let (st, body) = s
+        .get_bytes(&format!(
+            "/repo/{pool}/current/lab/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst"
+        ))
+        .await;
     assert_eq!(st, StatusCode::CONFLICT);
     let body: Value = serde_json::from_slice(&body).expect("error body");
     assert_eq!(body["error"]["code"], "archive_damaged");
-    let (_, db) = raw_get(&s, &format!("/repo/{pool}/current/lab/os/x86_64/lab.db")).await;
+    let (_, db) = s
+        .get_bytes(&format!("/repo/{pool}/current/lab/os/x86_64/lab.db"))
+        .await;
     assert!(
         pacsync_core::syncdb::parse_sync_db(&db)
             .expect("database")
@@ -294,11 +285,11 @@ async fn damage_is_reported_and_never_served(backend: Backend) {
     assert_eq!(st, StatusCode::OK, "{v}");
     let (_, v) = s.post("/api/archive/verify", &admin, json!({})).await;
     assert_eq!(v["damaged"], json!([]), "{v}");
-    let (st, served) = raw_get(
-        &s,
-        &format!("/repo/{pool}/current/lab/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst"),
-    )
-    .await;
+    let (st, served) = s
+        .get_bytes(&format!(
+            "/repo/{pool}/current/lab/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst"
+        ))
+        .await;
     assert_eq!((st, served == foo_file), (StatusCode::OK, true));
     s.stop().await;
 }

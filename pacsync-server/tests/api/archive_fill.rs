@@ -7,17 +7,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pacsync_tests::{PackageSpec, Repo};
+use pacsync_tests::{PackageSpec, Repo, noise};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, TestServer, assert_error, expect_status, state};
-use crate::mirror::{Mirror, noise};
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
+use crate::harness::{Backend, TestServer, assert_error, expect_status, sha256, state};
+use crate::mirror::Mirror;
 
 pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -49,18 +44,6 @@ async fn finished_fill(s: &TestServer, admin: &str, target_id: &str) -> Value {
         assert!(Instant::now() < deadline, "no finished fill: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn set_latest(s: &TestServer, token: &str, machine: &str) -> String {
-    let (st, v) = s
-        .post(
-            &format!("/api/endpoints/{machine}/set-latest"),
-            token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    v["id"].as_str().expect("target id").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +106,7 @@ async fn fills_from_a_mirror_resumes_and_refuses_a_wrong_file() {
         StatusCode::NO_CONTENT
     );
     let asked = Instant::now();
-    let target = set_latest(&s, &a.token, &a.id).await;
+    let target = s.set_latest(&a).await;
     assert!(
         asked.elapsed() < Duration::from_secs(5),
         "set-latest does not wait for the fill"
@@ -152,31 +135,21 @@ async fn fills_from_a_mirror_resumes_and_refuses_a_wrong_file() {
         let sha = sha256(&bytes);
         let stored = archive.join("objects").join(&sha[..2]).join(&sha);
         assert_eq!(std::fs::read(&stored).expect("stored"), bytes);
-        let resp = s
-            .client
-            .get(format!(
-                "{}/repo/{pool}/current/core/os/x86_64/{}",
-                s.base,
+        let served = s
+            .get_bytes(&format!(
+                "/repo/{pool}/current/core/os/x86_64/{}",
                 spec.filename()
             ))
-            .send()
-            .await
-            .expect("GET");
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.bytes().await.expect("body").to_vec(), bytes);
+            .await;
+        assert_eq!(served, (StatusCode::OK, bytes));
     }
     let sig = s
-        .client
-        .get(format!(
-            "{}/repo/{pool}/current/core/os/x86_64/{}.sig",
-            s.base,
+        .get_bytes(&format!(
+            "/repo/{pool}/current/core/os/x86_64/{}.sig",
             beta.filename()
         ))
-        .send()
-        .await
-        .expect("GET sig");
-    assert_eq!(sig.status(), StatusCode::OK);
-    assert_eq!(sig.bytes().await.expect("sig").to_vec(), beta_sig);
+        .await;
+    assert_eq!(sig, (StatusCode::OK, beta_sig));
 
     // An admin starts a fill through the API: 202 at once, and a new
     // report for the target follows (nothing left to fetch this time).
@@ -241,7 +214,7 @@ async fn fills_from_a_mirror_resumes_and_refuses_a_wrong_file() {
         s.report(&a, &state(&packages)).await,
         StatusCode::NO_CONTENT
     );
-    let target = set_latest(&s, &a.token, &a.id).await;
+    let target = s.set_latest(&a).await;
     let fill = finished_fill(&s, &admin, &target).await;
     assert_eq!(fill["missing"], 1, "{fill}");
     assert_eq!(fill["stored"], json!([]), "{fill}");

@@ -11,36 +11,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::archive_fill::files_under;
-use crate::harness::{Backend, Machine, TestServer, state};
+use crate::harness::{Backend, TestServer, sha256, state};
 
 crate::on_both_backends!(gc_keeps_every_file_of_the_target_history);
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-async fn set_latest(s: &TestServer, m: &Machine) -> String {
-    let (st, v) = s
-        .post(
-            &format!("/api/endpoints/{}/set-latest", m.id),
-            &m.token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    v["id"].as_str().expect("target id").to_owned()
-}
-
-async fn get_bytes(s: &TestServer, path: &str) -> (StatusCode, Vec<u8>) {
-    let resp = s
-        .client
-        .get(format!("{}{path}", s.base))
-        .send()
-        .await
-        .expect("GET");
-    (resp.status(), resp.bytes().await.expect("body").to_vec())
-}
 
 async fn gc_keeps_every_file_of_the_target_history(backend: Backend) {
     let dir = tempfile::tempdir().expect("dir");
@@ -91,18 +64,18 @@ async fn gc_keeps_every_file_of_the_target_history(backend: Backend) {
             .await,
         StatusCode::NO_CONTENT
     );
-    let t1 = set_latest(&s, &a).await;
+    let t1 = s.set_latest(&a).await;
     assert_eq!(
         s.report(&a, &state(&[("foo", "2-1"), ("bar", "1-1")]))
             .await,
         StatusCode::NO_CONTENT
     );
-    let t2 = set_latest(&s, &a).await;
+    let t2 = s.set_latest(&a).await;
     assert_eq!(
         s.report(&a, &state(&[("foo", "3-1")])).await,
         StatusCode::NO_CONTENT
     );
-    let t3 = set_latest(&s, &a).await;
+    let t3 = s.set_latest(&a).await;
     let (st, v) = s
         .post(
             &format!("/api/pools/{pool}/rollback"),
@@ -154,13 +127,13 @@ async fn gc_keeps_every_file_of_the_target_history(backend: Backend) {
         (&t4, vec!["bar", "foo"]),
     ] {
         let base = format!("/repo/{pool}/{target}/lab/os/x86_64");
-        let (st, db) = get_bytes(&s, &format!("{base}/lab.db")).await;
+        let (st, db) = s.get_bytes(&format!("{base}/lab.db")).await;
         assert_eq!(st, StatusCode::OK);
         let entries = pacsync_core::syncdb::parse_sync_db(&db).expect("database");
         let listed: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(listed, names, "target {target}");
         for e in &entries {
-            let (st, body) = get_bytes(&s, &format!("{base}/{}", e.filename)).await;
+            let (st, body) = s.get_bytes(&format!("{base}/{}", e.filename)).await;
             assert_eq!(st, StatusCode::OK, "{} of {target}", e.filename);
             assert_eq!(Some(sha256(&body)), e.sha256, "{}", e.filename);
         }

@@ -9,18 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pacsync_tests::PackageSpec;
 use pacsync_tests::server_process::ServerProcess;
+use pacsync_tests::{PackageSpec, noise};
 
 use crate::archive_fill::files_under;
-use crate::mirror::{Mirror, noise};
+use crate::harness::sha256;
+use crate::mirror::Mirror;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_pacsync-server");
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
 
 /// A package file of about `len` bytes.
 fn big_package(name: &str, len: usize) -> (PackageSpec, Vec<u8>) {

@@ -210,6 +210,32 @@ impl TestServer {
         )
     }
 
+    /// A GET without a token (package files, snapshot repositories): the
+    /// status and the body's bytes.
+    pub async fn get_bytes(&self, path: &str) -> (StatusCode, Vec<u8>) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        (resp.status(), resp.bytes().await.expect("body").to_vec())
+    }
+
+    /// `set-latest` by the machine itself: the new target's id.
+    pub async fn set_latest(&self, m: &Machine) -> String {
+        let v = expect_status(
+            StatusCode::OK,
+            self.post(
+                &format!("/api/endpoints/{}/set-latest", m.id),
+                &m.token,
+                json!({}),
+            )
+            .await,
+        );
+        v["id"].as_str().expect("target id").to_owned()
+    }
+
     pub async fn login(&self, name: &str) -> String {
         let (st, v) = self
             .call(
@@ -340,4 +366,10 @@ pub fn pkg(name: &str, version: &str) -> Package {
 
 pub fn state(pkgs: &[(&str, &str)]) -> PackageState {
     pkgs.iter().map(|(n, v)| pkg(n, v)).collect()
+}
+
+/// The sha256 of `bytes`, in hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

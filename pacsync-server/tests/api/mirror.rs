@@ -169,17 +169,3 @@ fn serve(conn: TcpStream, state: &Mutex<State>) {
     // Cut short or done: the connection closes either way.
     let _ = out.shutdown(std::net::Shutdown::Both);
 }
-
-/// `len` bytes that do not compress (xorshift), so a package file is about
-/// as large as its payload.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
