@@ -63,15 +63,22 @@ impl<'de> Deserialize<'de> for ContentHash {
 }
 
 /// Every installed package of a machine, by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "Vec<Package>", into = "Vec<Package>")]
+///
+/// Kept as one `Vec` sorted by name, looked up by binary search: a map
+/// would hold each name twice (key and package) and a node per few
+/// packages, and a server parses and drops thousands of these states.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "Vec<Package>")]
 pub struct PackageState {
-    packages: BTreeMap<String, Package>,
+    packages: Vec<Package>,
 }
 
 impl PackageState {
     pub fn get(&self, name: &str) -> Option<&Package> {
-        self.packages.get(name)
+        self.packages
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.packages[i])
     }
 
     pub fn len(&self) -> usize {
@@ -84,7 +91,7 @@ impl PackageState {
 
     /// Packages in name order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Package> {
-        self.packages.values()
+        self.packages.iter()
     }
 
     /// Hash of every reported field, so a change of size, origin or
@@ -92,7 +99,7 @@ impl PackageState {
     pub fn content_hash(&self) -> ContentHash {
         let mut h = Sha256::new();
         h.update(b"pacsync-state-v1\n");
-        for p in self.packages.values() {
+        for p in &self.packages {
             let origin = match &p.origin {
                 None => "",
                 Some(Origin::Foreign) => "\u{1}foreign",
@@ -119,24 +126,45 @@ impl PackageState {
     }
 }
 
+/// Written as the list of packages in name order, without a copy.
+impl Serialize for PackageState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(&self.packages)
+    }
+}
+
 impl FromIterator<Package> for PackageState {
     /// A later package of the same name replaces an earlier one.
     fn from_iter<I: IntoIterator<Item = Package>>(iter: I) -> Self {
-        PackageState {
-            packages: iter.into_iter().map(|p| (p.name.clone(), p)).collect(),
-        }
+        iter.into_iter().collect::<Vec<_>>().into()
     }
 }
 
 impl From<Vec<Package>> for PackageState {
-    fn from(v: Vec<Package>) -> Self {
-        v.into_iter().collect()
+    /// A later package of the same name replaces an earlier one. Lists
+    /// come sorted from pacman's database, and sorting a sorted list is
+    /// one pass.
+    fn from(mut packages: Vec<Package>) -> Self {
+        if !packages.is_sorted_by(|a, b| a.name < b.name) {
+            // Stable: packages of one name stay in the order given.
+            packages.sort_by(|a, b| a.name.cmp(&b.name));
+            // `dedup_by` keeps the first of a run; swapping each later
+            // one into its place keeps the last.
+            packages.dedup_by(|later, kept| {
+                let same = later.name == kept.name;
+                if same {
+                    std::mem::swap(later, kept);
+                }
+                same
+            });
+        }
+        PackageState { packages }
     }
 }
 
 impl From<PackageState> for Vec<Package> {
     fn from(s: PackageState) -> Self {
-        s.packages.into_values().collect()
+        s.packages
     }
 }
 
@@ -278,5 +306,28 @@ mod tests {
         assert_eq!(json[0]["name"], "a");
         let back: PackageState = serde_json::from_value(json).expect("parse");
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_later_package_of_a_name_replaces_an_earlier_one() {
+        let s: PackageState = vec![
+            pkg("c", "1"),
+            pkg("a", "1"),
+            pkg("c", "2"),
+            pkg("b", "1"),
+            pkg("a", "2"),
+            pkg("c", "3"),
+        ]
+        .into();
+        let names: Vec<(&str, &str)> = s
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str()))
+            .collect();
+        assert_eq!(names, [("a", "2"), ("b", "1"), ("c", "3")]);
+        assert_eq!(s.get("c").map(|p| p.version.as_str()), Some("3"));
+        assert_eq!(s.get("a").map(|p| p.version.as_str()), Some("2"));
+        assert!(s.get("d").is_none() && s.get("").is_none());
+        let sorted: PackageState = vec![pkg("a", "1"), pkg("b", "1")].into();
+        assert_eq!(sorted.get("b").map(|p| p.version.as_str()), Some("1"));
     }
 }

@@ -233,58 +233,6 @@ fn content_required(hash: &str) -> ApiError {
     .with_details(json!({ "hash": hash }))
 }
 
-/// A full report as an upload worker reads it: the packages are kept as
-/// the client wrote them (stored so, compressed) and read from there.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FullReport<'a> {
-    #[serde(borrow)]
-    hash: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    packages: Option<&'a serde_json::value::RawValue>,
-}
-
-/// A package array read straight into the state's map; the `Vec` in
-/// between is sized from the array's length up front instead of growing
-/// (its reallocations were a tenth of an upload's time).
-struct Packages {
-    capacity: usize,
-}
-
-/// About the shortest a package is in JSON, with a dependency or two.
-const BYTES_PER_PACKAGE: usize = 128;
-
-impl<'de> serde::de::DeserializeSeed<'de> for Packages {
-    type Value = PackageState;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PackageState, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Packages {
-    type Value = PackageState;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a list of packages")
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PackageState, A::Error> {
-        let mut packages = Vec::with_capacity(self.capacity);
-        while let Some(p) = seq.next_element::<Package>()? {
-            packages.push(p);
-        }
-        Ok(PackageState::from(packages))
-    }
-}
-
-fn read_packages(json: &str) -> Result<PackageState, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(json);
-    let seed = Packages {
-        capacity: (json.len() / BYTES_PER_PACKAGE).min(1 << 16),
-    };
-    let state = serde::de::DeserializeSeed::deserialize(seed, &mut de)?;
-    de.end()?;
-    Ok(state)
-}
-
 /// Checks a full report's packages and makes their content ready to
 /// store. Runs on an upload worker ([`crate::uploads`]): UTF-8 checked
 /// once, parsed once, hashed once, compressed before the report's write
@@ -295,15 +243,9 @@ pub fn check_content(
 ) -> Result<crate::uploads::Upload, ApiError> {
     let body = std::str::from_utf8(body)
         .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
-    let report: FullReport = serde_json::from_str(body).map_err(|e| body_error(&e))?;
-    let claimed: ContentHash = report.hash.parse().map_err(|_| invalid_hash())?;
-    let (state, json) = match report.packages {
-        Some(raw) => (
-            read_packages(raw.get()).map_err(|e| body_error(&e))?,
-            raw.get(),
-        ),
-        None => (PackageState::default(), "[]"),
-    };
+    let (claimed, state) = content::read_report(body).map_err(|e| body_error(&e))?;
+    let claimed: ContentHash = claimed.parse().map_err(|_| invalid_hash())?;
+    let state = state.unwrap_or_default();
     let actual = state.content_hash();
     if actual != claimed {
         return Err(ApiError::new(
@@ -322,10 +264,10 @@ pub fn check_content(
     let new = if known {
         None
     } else {
-        Some(content::prepare_state_json(
+        Some(content::prepare_state_report(
             &state,
             hash.clone(),
-            json.as_bytes(),
+            body.as_bytes(),
         )?)
     };
     Ok(crate::uploads::Upload { hash, state, new })
@@ -401,26 +343,34 @@ pub async fn report_state(
         (upload.hash, Some((upload.state, upload.new)))
     };
     let reported = hash.clone();
-    app.store
+    let evicted = app
+        .store
         .write_touching(move |conn| {
             // A new content goes in with the report that names it: one
             // writer's turn, one commit.
             // Its status needs the state: cached now rather than by the
             // upload worker, so that other uploads meanwhile cannot push it
-            // out of the small cache first.
+            // out of the small cache first. The state this pushes out is
+            // freed after the commit, outside the writer's turn.
+            let mut evicted = None;
             if let Some((state, new)) = new {
                 if let Some(new) = &new {
                     content::insert_state(conn, new)?;
                 }
-                crate::store::cache::STATES.insert(reported.clone(), state);
+                evicted = crate::store::cache::STATES.insert(reported.clone(), state);
             }
-            endpoints::report_state(conn, &id, &reported).map(|touched| ((), touched))
+            endpoints::report_state(conn, &id, &reported).map(|touched| (evicted, touched))
         })
         .await
         .map_err(|e| match ApiError::from(e) {
             e if e.code == "state_content_required" => content_required(&hash),
             e => e,
         })?;
+    // Freeing a parsed state touches every package: on the blocking pool,
+    // not on the thread that answers requests.
+    if let Some(state) = evicted {
+        tokio::task::spawn_blocking(move || drop(state));
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -42,12 +42,16 @@ impl<T: Clone> Lru<T> {
         })
     }
 
-    pub fn insert(&self, key: String, value: T) {
+    /// Inserts `value`, and gives back the entry this pushed out: the caller
+    /// drops it where dropping costs nothing (a parsed state takes a
+    /// while to free), not inside this lock or a writer's turn.
+    pub fn insert(&self, key: String, value: T) -> Option<T> {
         let Ok(mut guard) = self.entries.lock() else {
-            return;
+            return None;
         };
         let (map, clock) = &mut *guard;
         *clock += 1;
+        let mut evicted = None;
         if map.len() >= self.capacity
             && !map.contains_key(&key)
             && let Some(oldest) = map
@@ -55,9 +59,10 @@ impl<T: Clone> Lru<T> {
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(k, _)| k.clone())
         {
-            map.remove(&oldest);
+            evicted = map.remove(&oldest).map(|(v, _)| v);
         }
         map.insert(key, (value, *clock));
+        evicted
     }
 }
 
@@ -79,7 +84,7 @@ mod tests {
         c.insert("a".into(), 1);
         c.insert("b".into(), 2);
         assert_eq!(c.get("a"), Some(1));
-        c.insert("c".into(), 3);
+        assert_eq!(c.insert("c".into(), 3), Some(2));
         assert_eq!(
             (c.get("a"), c.get("b"), c.get("c")),
             (Some(1), None, Some(3))

@@ -4,9 +4,12 @@
 //! cost little more than 100.
 
 use diesel::prelude::*;
+use pacsync_core::package::Package;
 use pacsync_core::state::{PackageState, TargetState};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{
+    DeserializeOwned, DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor,
+};
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 
 use super::schema::{states, target_contents};
@@ -67,47 +70,157 @@ pub struct PreparedState {
     content: Vec<u8>,
 }
 
-/// A state's packages as the JSON array `PackageState` reads back,
-/// written from the map itself: `PackageState`'s own `Serialize` goes
-/// through a cloned `Vec<Package>`.
-struct PackageList<'a>(&'a PackageState);
-
-impl Serialize for PackageList<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter())
-    }
-}
-
 /// The CPU-bound half of storing a state (serialize, compress), done
 /// before taking a writer's turn. The parsed state goes to the cache: the
 /// report that sent it needs it next. `hash` is the state's (hashed once,
 /// by the caller).
 pub fn prepare_state(state: Arc<PackageState>, hash: String) -> StoreResult<PreparedState> {
-    let json = serde_json::to_vec(&PackageList(&state)).map_err(anyhow::Error::from)?;
-    let prepared = prepare_state_json(&state, hash.clone(), &json)?;
+    let json = serde_json::to_vec(&*state).map_err(anyhow::Error::from)?;
+    let prepared = PreparedState {
+        package_count: i64::try_from(state.len()).unwrap_or(i64::MAX),
+        content: compress_json(&json)?,
+        hash: hash.clone(),
+    };
     cache::STATES.insert(hash, state);
     Ok(prepared)
 }
 
-/// [`prepare_state`] for a state that came as JSON: `json` is the array of
-/// packages it was read from, compressed as it is rather than written
-/// again (writing it was a tenth of an upload's time). Reading it back
-/// gives `state` (a package array reads the same each time), so the
-/// content behind the hash is the same; only the bytes may differ from
-/// what [`prepare_state`] would store (spacing, the order of fields and
-/// packages, fields a package does not have, a name given twice). The
+/// [`prepare_state`] for a state that came in a full report: `report` is
+/// the report's JSON as the machine sent it (`{"hash": …, "packages":
+/// […]}`), compressed as it is rather than written again (writing it was a
+/// tenth of an upload's time). Reading it back gives `state` ([`read_report`]
+/// reads it the same each time), so the content behind the hash is the
+/// same; only the bytes may differ from what [`prepare_state`] would store
+/// (spacing, the order of fields and packages, a name given twice). The
 /// state is not cached here: the report that sent it caches it in its
 /// transaction, when it needs it.
-pub fn prepare_state_json(
+pub fn prepare_state_report(
     state: &PackageState,
     hash: String,
-    json: &[u8],
+    report: &[u8],
 ) -> StoreResult<PreparedState> {
     Ok(PreparedState {
         package_count: i64::try_from(state.len()).unwrap_or(i64::MAX),
-        content: compress_json(json)?,
+        content: compress_json(report)?,
         hash,
     })
+}
+
+/// A state report's two fields; anything else is refused.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum ReportField {
+    Hash,
+    Packages,
+}
+
+/// About the shortest a package is in JSON, with a dependency or two: the
+/// package list is sized from the report's length up front instead of
+/// growing (its reallocations were a tenth of an upload's time).
+const BYTES_PER_PACKAGE: usize = 128;
+
+/// Reads a state report in one pass: `{"hash": "<64 hex>", "packages":
+/// [...]}`, packages optional (a hash-only report) and `null` meaning none.
+/// `len` is the JSON's length, to size the package list.
+struct ReportSeed {
+    len: usize,
+}
+
+/// What [`read_report`] gives: the hash as written, and the packages if
+/// the report carried them.
+pub type Report = (String, Option<PackageState>);
+
+impl<'de> DeserializeSeed<'de> for ReportSeed {
+    type Value = Report;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Report, D::Error> {
+        d.deserialize_struct("StateReport", &["hash", "packages"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReportSeed {
+    type Value = Report;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a state report")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Report, A::Error> {
+        let (mut hash, mut packages) = (None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                ReportField::Hash if hash.is_some() => {
+                    return Err(A::Error::duplicate_field("hash"));
+                }
+                ReportField::Hash => hash = Some(map.next_value::<String>()?),
+                ReportField::Packages if packages.is_some() => {
+                    return Err(A::Error::duplicate_field("packages"));
+                }
+                ReportField::Packages => {
+                    packages = Some(map.next_value_seed(PackagesSeed {
+                        capacity: (self.len / BYTES_PER_PACKAGE).min(1 << 16),
+                    })?);
+                }
+            }
+        }
+        let hash = hash.ok_or_else(|| A::Error::missing_field("hash"))?;
+        Ok((hash, packages.flatten()))
+    }
+}
+
+/// A package list (or `null`) read straight into a state, its `Vec`
+/// allocated once.
+struct PackagesSeed {
+    capacity: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for PackagesSeed {
+    type Value = Option<PackageState>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PackagesSeed {
+    type Value = Option<PackageState>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of packages")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut packages = Vec::with_capacity(self.capacity);
+        while let Some(p) = seq.next_element::<Package>()? {
+            packages.push(p);
+        }
+        Ok(Some(PackageState::from(packages)))
+    }
+}
+
+/// Reads a state report ([`ReportSeed`]) from JSON text, to its end.
+pub fn read_report(json: &str) -> Result<Report, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let report = ReportSeed { len: json.len() }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(report)
+}
+
+/// A state as stored: the list of its packages, or the whole report it
+/// came in ([`prepare_state_report`]).
+fn read_stored_state(json: &[u8]) -> StoreResult<PackageState> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        StoreError::Other(anyhow::anyhow!("stored state unreadable: {e}"))
+    };
+    if json.trim_ascii_start().first() == Some(&b'{') {
+        let text = std::str::from_utf8(json).map_err(|e| unreadable(&e))?;
+        let (_, packages) = read_report(text).map_err(|e| unreadable(&e))?;
+        return Ok(packages.unwrap_or_default());
+    }
+    serde_json::from_slice(json).map_err(|e| unreadable(&e))
 }
 
 /// Inserts a prepared state unless its content is already there.
@@ -148,7 +261,9 @@ pub fn get_state(conn: &mut DbConnection, hash: &str) -> StoreResult<Arc<Package
         .first(conn)
         .optional()?
         .ok_or(StoreError::NotFound("state"))?;
-    let state: Arc<PackageState> = Arc::new(decompress(&bytes, "state")?);
+    let json = zstd::decode_all(&bytes[..])
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored state unreadable: {e}")))?;
+    let state = Arc::new(read_stored_state(&json)?);
     cache::STATES.insert(hash.to_owned(), state.clone());
     Ok(state)
 }
@@ -189,4 +304,92 @@ pub fn get_target(conn: &mut DbConnection, hash: &str) -> StoreResult<Arc<Target
     let target: Arc<TargetState> = Arc::new(decompress(&bytes, "target")?);
     cache::TARGETS.insert(hash.to_owned(), target.clone());
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACKAGES: &str = r#"[
+        {"name": "zlib", "version": "1:1.3-1", "arch": "x86_64", "reason": "dependency"},
+        {"name": "bash", "version": "5.2-1", "arch": "x86_64", "reason": "explicit",
+         "origin": {"kind": "repo", "repo": "core"}, "installed_size": 9, "depends": ["readline"]}
+    ]"#;
+
+    fn state() -> PackageState {
+        serde_json::from_str(PACKAGES).expect("the packages parse")
+    }
+
+    #[test]
+    fn a_report_reads_in_one_pass_whatever_the_order_of_its_fields() {
+        let hash = "ab".repeat(32);
+        for json in [
+            format!(r#"{{"hash": "{hash}", "packages": {PACKAGES}}}"#),
+            format!(r#"{{"packages": {PACKAGES}, "hash": "{hash}"}}"#),
+        ] {
+            let (h, packages) = read_report(&json).expect("a report");
+            assert_eq!(h, hash);
+            assert_eq!(packages, Some(state()));
+            assert_eq!(state().get("bash").map(|p| p.depends.len()), Some(1));
+        }
+        for json in [
+            format!(r#"{{"hash":"{hash}"}}"#),
+            format!(r#"{{"hash":"{hash}","packages":null}}"#),
+        ] {
+            assert_eq!(read_report(&json).expect("hash only"), (hash.clone(), None));
+        }
+    }
+
+    #[test]
+    fn a_malformed_report_is_refused_with_what_is_wrong() {
+        let hash = "ab".repeat(32);
+        let cases = [
+            (
+                format!(r#"{{"hash":"{hash}","extra":1}}"#),
+                "unknown field `extra`",
+            ),
+            (
+                format!(r#"{{"hash":"{hash}","hash":"{hash}"}}"#),
+                "duplicate field `hash`",
+            ),
+            (
+                r#"{"packages":[],"packages":[]}"#.to_owned(),
+                "duplicate field `packages`",
+            ),
+            (r#"{"packages":[]}"#.to_owned(), "missing field `hash`"),
+            (
+                format!(r#"{{"hash":"{hash}","packages":{{}}}}"#),
+                "a list of packages",
+            ),
+            (
+                format!(r#"{{"hash":"{hash}","packages":[{{"name":1}}]}}"#),
+                "invalid type",
+            ),
+            (
+                format!(r#"{{"hash":"{hash}"}} trailing"#),
+                "trailing characters",
+            ),
+            (r#"[1, 2]"#.to_owned(), "invalid type"),
+        ];
+        for (json, says) in cases {
+            let e = read_report(&json).expect_err(&json).to_string();
+            assert!(e.contains(says), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_stored_state_reads_as_a_list_or_as_the_report_it_came_in() {
+        let hash = state().content_hash().to_string();
+        let report = format!(r#"{{"hash": "{hash}", "packages": {PACKAGES}}}"#);
+        let as_list = serde_json::to_vec(&state()).expect("serialize");
+        for stored in [report.as_bytes(), &as_list, PACKAGES.as_bytes()] {
+            assert_eq!(read_stored_state(stored).expect("readable"), state());
+        }
+        let prepared = prepare_state_report(&state(), hash, report.as_bytes()).expect("compress");
+        let json = zstd::decode_all(&prepared.content[..]).expect("zstd");
+        assert_eq!(json, report.as_bytes(), "stored as sent");
+        assert_eq!(prepared.package_count, 2);
+        assert!(read_stored_state(b"{\"hash\": 1}").is_err());
+        assert!(read_stored_state(b"not json").is_err());
+    }
 }
