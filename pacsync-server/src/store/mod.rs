@@ -171,7 +171,11 @@ pub struct Store {
     /// woken the moment the lock is free, rather than in SQLite's busy
     /// handler, which sleeps 1, 2, 5, 10, 15, 20, 25 … ms between retries:
     /// those sleeps were the writers' p99 (~35 and ~80 ms) under load.
-    writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// The queue is fair (first come, first served, the lock handed from
+    /// one writer to the next): an unfair lock lets a thread that just
+    /// arrived take it ahead of those already waiting, and under load a few
+    /// writers waited many turns, which made the tail of the latencies.
+    writer: std::sync::Arc<parking_lot::FairMutex<()>>,
     /// What committed writes changed, for the API's read caches.
     generations: std::sync::Arc<Generations>,
 }
@@ -304,11 +308,7 @@ impl Store {
         // The queue comes before the pool, so waiting writers do not hold
         // connections that readers need.
         let _turn = match self.kind {
-            DatabaseKind::Internal => Some(
-                self.writer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            ),
+            DatabaseKind::Internal => Some(self.writer.lock()),
             DatabaseKind::Postgresql => None,
         };
         let mut conn = self.conn()?;

@@ -65,10 +65,7 @@ impl Store {
             Some(p) if p.log > RESTART_PAGES => {
                 // Queued like any writer, so that writers wait here rather
                 // than in SQLite's busy handler.
-                let _turn = self
-                    .writer
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _turn = self.writer.lock();
                 run(&mut *self.conn()?, "TRUNCATE")
             }
             other => Ok(other),
