@@ -1,5 +1,7 @@
 //! `/api/endpoints`: machines, their state reports, plan and target.
 
+use std::time::Instant;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -13,6 +15,7 @@ use pacsync_core::state::{ContentHash, PackageState, TargetState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::cache::Lookup;
 use super::{
     ApiError, ApiResult, AppState, Json, PageQuery, Path, Query, check_id, check_name,
     double_option, page_json, rfc3339,
@@ -85,8 +88,9 @@ thread_local! {
 }
 
 /// The fleet list: the hottest read, so whole pages are kept serialized
-/// ([`super::cache::PageCache`]) while nothing they show changes, for at
-/// most a second (machines' `last_seen_at` may be that late).
+/// ([`super::cache::PageCache`]) while nothing they show changes. Past a
+/// second a page is made again in the background, and served as it was
+/// meanwhile (machines' `last_seen_at` may be up to two seconds late).
 pub async fn list(
     State(app): State<AppState>,
     who: Principal,
@@ -103,29 +107,98 @@ pub async fn list(
             format!("unknown status {s:?}"),
         ));
     }
-    // Every role sees the same list, so the query alone is the key.
-    let key = format!(
-        "{page}/{per_page}/{}/{}",
-        q.pool_id.as_deref().unwrap_or_default(),
-        q.status.as_deref().unwrap_or_default()
-    );
-    let pages = &app.caches.pages;
-    if let Some(cached) = pages.get(&key) {
-        return Ok(cached.respond(&headers));
-    }
-    let generation = pages.generation();
     let filter = ListFilter {
         pool_id: q.pool_id,
         status: q.status,
     };
+    // Every role sees the same list, so the query alone is the key.
+    let key = format!("{page}/{per_page}/{}", filter_key(&filter));
+    let wanted = Wanted {
+        filter,
+        page,
+        per_page,
+        offset,
+    };
+    let pages = &app.caches.pages;
+    let page = match pages.lookup(&key, Instant::now()) {
+        Lookup::Hit(page) => page,
+        Lookup::Stale(page, render) => {
+            let app = app.clone();
+            tokio::spawn(async move {
+                match render_page(&app, wanted, render.generation(), render.started()).await {
+                    Ok(body) => {
+                        app.caches.pages.complete(render, body);
+                    }
+                    // Dropping the render retires the stale page.
+                    Err(e) => tracing::warn!("making a page of the machine list failed: {e}"),
+                }
+            });
+            page
+        }
+        Lookup::Render(render) => {
+            let body = render_page(&app, wanted, render.generation(), render.started()).await?;
+            pages.complete(render, body)
+        }
+        Lookup::Wait(wait) => match wait.page().await {
+            Some(page) => page,
+            // The render waited for failed: this request makes its own.
+            None => {
+                let (generation, started) = (pages.generation(), Instant::now());
+                let body = render_page(&app, wanted, generation, started).await?;
+                pages.insert(key, generation, started, body)
+            }
+        },
+    };
+    Ok(page.respond(&headers))
+}
+
+/// A page of the list, as asked for.
+#[derive(Debug)]
+struct Wanted {
+    filter: ListFilter,
+    page: i64,
+    per_page: i64,
+    offset: i64,
+}
+
+/// What a list's total depends on.
+fn filter_key(f: &ListFilter) -> String {
+    format!(
+        "{}/{}",
+        f.pool_id.as_deref().unwrap_or_default(),
+        f.status.as_deref().unwrap_or_default()
+    )
+}
+
+/// Reads and serializes a page of the list. Its total changes only with
+/// what the counter `generation` sees, so it is counted once per counter
+/// (and time-to-live) for all pages of a filter rather than for each.
+async fn render_page(
+    app: &AppState,
+    wanted: Wanted,
+    generation: u64,
+    started: Instant,
+) -> Result<Bytes, StoreError> {
+    let Wanted {
+        filter,
+        page,
+        per_page,
+        offset,
+    } = wanted;
+    let totals = filter_key(&filter);
+    let known = app.caches.pages.total(&totals, generation, started);
     // Serialized where the rows were loaded, into that thread's reused
     // buffer, then copied out at its exact size: the kept page is one
     // allocation that fits, not a doubled buffer's, and the rows' many
     // small allocations are freed by the thread that made them.
-    let body = app
+    let (body, total) = app
         .store
         .run(move |conn| {
-            let (rows, total) = endpoints::list(conn, &filter, offset, per_page)?;
+            let total = match known {
+                Some(total) => total,
+                None => endpoints::count(conn, &filter)?,
+            };
+            let rows = endpoints::page(conn, &filter, offset, per_page)?;
             let page = Page {
                 items: rows
                     .iter()
@@ -138,11 +211,16 @@ pub async fn list(
             PAGE_BUFFER.with_borrow_mut(|buf| {
                 buf.clear();
                 serde_json::to_writer(&mut *buf, &page).map_err(|e| StoreError::Other(e.into()))?;
-                Ok(Bytes::copy_from_slice(buf))
+                Ok((Bytes::copy_from_slice(buf), total))
             })
         })
         .await?;
-    Ok(pages.insert(key, generation, body).respond(&headers))
+    if known.is_none() {
+        app.caches
+            .pages
+            .keep_total(totals, generation, started, total);
+    }
+    Ok(body)
 }
 
 pub async fn get(

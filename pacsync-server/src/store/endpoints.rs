@@ -36,26 +36,46 @@ pub struct ListFilter {
     pub status: Option<String>,
 }
 
+/// A page of the list and the list's total.
 pub fn list(
     conn: &mut DbConnection,
     filter: &ListFilter,
     offset: i64,
     limit: i64,
 ) -> StoreResult<(Vec<NamedEndpoint>, i64)> {
-    // The page's ids first: unfiltered, an index-only walk of
-    // endpoints_name, so a deep page skips index entries rather than rows;
-    // then those rows, with their pool's name. The count needs no join.
+    let total = count(conn, filter)?;
+    Ok((page(conn, filter, offset, limit)?, total))
+}
+
+/// How many machines the list shows. The count needs no join.
+pub fn count(conn: &mut DbConnection, filter: &ListFilter) -> StoreResult<i64> {
     let mut count = endpoints::table.into_boxed();
-    let mut ids = endpoints::table.into_boxed();
     if let Some(p) = &filter.pool_id {
         count = count.filter(endpoints::pool_id.eq(p.clone()));
-        ids = ids.filter(endpoints::pool_id.eq(p.clone()));
     }
     if let Some(s) = &filter.status {
         count = count.filter(endpoints::status.eq(s.clone()));
+    }
+    Ok(count.count().get_result(conn)?)
+}
+
+/// A page of the list, by name.
+pub fn page(
+    conn: &mut DbConnection,
+    filter: &ListFilter,
+    offset: i64,
+    limit: i64,
+) -> StoreResult<Vec<NamedEndpoint>> {
+    // The page's ids first: unfiltered, an index-only walk of
+    // endpoints_name, so a deep page skips index entries rather than rows;
+    // then those rows, with their pool's name.
+    let mut ids = endpoints::table.into_boxed();
+    if let Some(p) = &filter.pool_id {
+        ids = ids.filter(endpoints::pool_id.eq(p.clone()));
+    }
+    if let Some(s) = &filter.status {
         ids = ids.filter(endpoints::status.eq(s.clone()));
     }
-    let total = count.count().get_result(conn)?;
     let ids: Vec<String> = ids
         .order((endpoints::name.asc(), endpoints::id.asc()))
         .offset(offset)
@@ -73,7 +93,7 @@ pub fn list(
         .map(|(i, id)| (id.as_str(), i))
         .collect();
     rows.sort_by_key(|(e, _)| position.get(e.id.as_str()).copied().unwrap_or(usize::MAX));
-    Ok((rows, total))
+    Ok(rows)
 }
 
 /// A machine enrolled with an enrollment token, and its first refresh token.

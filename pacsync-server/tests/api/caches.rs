@@ -87,6 +87,16 @@ async fn lists_show_every_change_at_once(backend: Backend) {
         StatusCode::NO_CONTENT
     );
     assert_eq!(by_name(&list(&s, &viewer).await)[0].1, "ahead");
+    // Pages of one filter share its total: the first page counts it, the
+    // second reuses it, and a pool move changes it for both.
+    let in_pool = |page: u32| format!("/api/endpoints?per_page=1&page={page}&pool_id={pool}");
+    for page in [1, 2] {
+        let got = expect_status(StatusCode::OK, s.get(&in_pool(page), &viewer).await);
+        assert_eq!(got["total"].as_i64(), Some(1), "page {page}");
+    }
+    let behind = "/api/endpoints?status=behind";
+    let got = expect_status(StatusCode::OK, s.get(behind, &viewer).await);
+    assert_eq!(got["total"].as_i64(), Some(0));
     expect_status(
         StatusCode::OK,
         s.patch(
@@ -100,6 +110,14 @@ async fn lists_show_every_change_at_once(backend: Backend) {
         by_name(&list(&s, &viewer).await)[1],
         ("c".into(), "behind".into(), "p".into())
     );
+    for page in [2, 1] {
+        let got = expect_status(StatusCode::OK, s.get(&in_pool(page), &viewer).await);
+        assert_eq!(got["total"].as_i64(), Some(2), "page {page}");
+    }
+    let got = expect_status(StatusCode::OK, s.get(&in_pool(2), &viewer).await);
+    assert_eq!(by_name(&got)[0].0, "c");
+    let got = expect_status(StatusCode::OK, s.get(behind, &viewer).await);
+    assert_eq!(got["total"].as_i64(), Some(1));
     expect_status(
         StatusCode::OK,
         s.patch(
