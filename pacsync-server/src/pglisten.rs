@@ -1,7 +1,9 @@
 //! The PostgreSQL side of [`crate::events`]: one dedicated connection per
 //! replica that `LISTEN`s on [`PG_CHANNEL`] and feeds every notification
-//! into the replica's hub, and on [`changes::PG_CHANNEL`] for what other
-//! replicas' writes changed (the read caches' counters). diesel cannot
+//! into the replica's hub (its own events too: that is how they reach its
+//! sockets), and on [`changes::PG_CHANNEL`] for what other replicas' writes
+//! changed (the read caches' counters; a replica counts its own writes when
+//! they commit and skips their notifications). diesel cannot
 //! wait for notifications, so this connection is tokio-postgres's, driven
 //! by the server's runtime, with TLS as `DATABASE_URL` asks ([`tls`]).
 
@@ -88,7 +90,7 @@ async fn listen(
                     }
                 }
                 Some(Ok(AsyncMessage::Notification(n))) if n.channel() == changes::PG_CHANNEL => {
-                    generations.bump(Touched::from_payload(n.payload()));
+                    generations.bump_notified(n.payload());
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(anyhow::Error::from(e)),

@@ -431,13 +431,15 @@ pub async fn report_state(
             // out of the small cache first. The state this pushes out is
             // freed after the commit, outside the writer's turn.
             let mut evicted = None;
+            let mut known = endpoints::Content::Unchecked;
             if let Some((state, new)) = new {
                 if let Some(new) = &new {
                     content::insert_state(conn, new)?;
+                    known = endpoints::Content::Stored;
                 }
                 evicted = crate::store::cache::STATES.insert(reported.clone(), state);
             }
-            endpoints::report_state(conn, &id, &reported).map(|touched| (evicted, touched))
+            endpoints::report_state(conn, &id, &reported, known).map(|touched| (evicted, touched))
         })
         .await
         .map_err(|e| match ApiError::from(e) {

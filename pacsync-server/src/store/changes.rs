@@ -35,6 +35,24 @@ impl Touched {
         }
     }
 
+    /// [`Touched::as_payload`] naming the replica that sent it, when that
+    /// replica bumps its own counters (so its listener skips it).
+    pub fn as_payload_from(self, origin: Option<&str>) -> String {
+        match origin {
+            Some(o) => format!("{}:{o}", self.as_payload()),
+            None => self.as_payload().to_owned(),
+        }
+    }
+
+    /// A payload read back, and the replica it names, if any; anything
+    /// unknown counts as everything.
+    pub fn from_payload_with_origin(payload: &str) -> (Touched, Option<&str>) {
+        match payload.split_once(':') {
+            Some((touched, origin)) => (Touched::from_payload(touched), Some(origin)),
+            None => (Touched::from_payload(payload), None),
+        }
+    }
+
     /// A payload read back; anything unknown counts as everything.
     pub fn from_payload(payload: &str) -> Touched {
         match payload {
@@ -47,13 +65,40 @@ impl Touched {
 
 /// The counters. `listed` moves with every change lists show, `credentials`
 /// with every change that may affect who a token is.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Generations {
     listed: AtomicU64,
     credentials: AtomicU64,
+    /// This replica, as its notifications name it.
+    origin: String,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Generations {
+            listed: AtomicU64::new(0),
+            credentials: AtomicU64::new(0),
+            origin: super::new_id(),
+        }
+    }
 }
 
 impl Generations {
+    /// The id this replica's notifications carry.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Called for a notification on [`PG_CHANNEL`]: bumps what another
+    /// replica's write changed. A replica's own writes were counted when
+    /// they committed; their notifications are skipped.
+    pub fn bump_notified(&self, payload: &str) {
+        let (touched, origin) = Touched::from_payload_with_origin(payload);
+        if origin != Some(self.origin.as_str()) {
+            self.bump(touched);
+        }
+    }
+
     pub fn listed(&self) -> u64 {
         self.listed.load(Ordering::Acquire)
     }
@@ -91,5 +136,23 @@ mod tests {
             assert_eq!(Touched::from_payload(t.as_payload()), t);
         }
         assert_eq!(Touched::from_payload("?"), Touched::Everything);
+    }
+
+    #[test]
+    fn skips_its_own_notifications() {
+        let (a, b) = (Generations::default(), Generations::default());
+        assert_ne!(a.origin(), b.origin());
+        let own = Touched::Everything.as_payload_from(Some(a.origin()));
+        a.bump_notified(&own);
+        assert_eq!((a.listed(), a.credentials()), (0, 0));
+        b.bump_notified(&own);
+        assert_eq!((b.listed(), b.credentials()), (1, 1));
+        // Without an origin (a write nobody counted), everyone counts it.
+        a.bump_notified(&Touched::Listed.as_payload_from(None));
+        assert_eq!((a.listed(), a.credentials()), (1, 0));
+        assert_eq!(
+            Touched::from_payload_with_origin("listed:x"),
+            (Touched::Listed, Some("x"))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Machines: enrollment, listing, pool assignment and state reports.
 
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 use serde_json::json;
 
 use super::changes::Touched;
@@ -220,31 +221,40 @@ pub fn delete(conn: &mut DbConnection, id: &str, actor: &str, analysis: bool) ->
     Ok(())
 }
 
-/// On PostgreSQL, a report holds a share lock on its pool row so that a
-/// concurrent set-latest (which updates that row) cannot slip between the
-/// report reading the target and storing the status it computed from it.
-/// SQLite needs nothing: its write transactions are serialized.
-fn lock_pool_shared(conn: &mut DbConnection, pool_id: &str) -> StoreResult<()> {
-    if let DbConnection::Pg(c) = conn {
-        diesel::sql_query("SELECT 1 FROM pools WHERE id = $1 FOR SHARE")
-            .bind::<diesel::sql_types::Text, _>(pool_id)
-            .execute(c)?;
-    }
-    Ok(())
+/// What a report's transaction knows of the reported state's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// Nothing: a new hash is looked up.
+    Unchecked,
+    /// The same transaction stored it just before: no lookup.
+    Stored,
 }
 
 /// Records that a machine reports state `hash` (whose content the store
 /// already has). An unchanged state costs one row update and no new rows,
 /// and changes nothing but `last_seen_at` ([`Touched::Nothing`]); what
 /// else it changed the answer says.
-pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResult<Touched> {
+///
+/// A changed state reads the machine's row, then (on PostgreSQL) its pool
+/// with a share lock, the pool's target and whether an operation runs, in
+/// one statement: the lock keeps a concurrent set-latest (which updates the
+/// pool row, then its members) from slipping between the report reading
+/// the target and storing the status it computed from it, and it is taken
+/// before the machine's row is written, in set-latest's order. The status
+/// is computed from the row as the report leaves it and written with it.
+pub fn report_state(
+    conn: &mut DbConnection,
+    id: &str,
+    hash: &str,
+    content: Content,
+) -> StoreResult<Touched> {
     let ep = get(conn, id)?;
     let now = now_ms();
     let changed = ep.state_hash.as_deref() != Some(hash);
     // A new hash must name a content the server has; checked here, inside
     // the transaction, so a hash-only report costs one trip to the database
     // and retention cannot remove the content in between.
-    if changed && !super::content::has_state(conn, hash)? {
+    if changed && content == Content::Unchecked && !super::content::has_state(conn, hash)? {
         return Err(StoreError::conflict(
             "state_content_required",
             "the server does not have this state; send it again with its packages",
@@ -256,9 +266,90 @@ pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResul
             .execute(conn)?;
         return Ok(Touched::Nothing);
     }
-    if let Some(p) = &ep.pool_id {
-        lock_pool_shared(conn, p)?;
+    let (view, running) = match &ep.pool_id {
+        Some(p) => {
+            let (view, running) = status::load_pool_for_report(conn, p, id)?;
+            (Some(view), running)
+        }
+        None => (None, status::has_active_operation(conn, id)?),
+    };
+    let mut after = ep.clone();
+    after.last_seen_at = Some(now);
+    if changed {
+        after.state_hash = Some(hash.to_owned());
+        after.state_changed_at = Some(now);
+        after.updated_at = now;
     }
+    let status = status::compute_knowing(conn, &after, view.as_ref(), running)?.as_str();
+    // The status goes in with the report while what it was computed from
+    // is still so: the status read (which an operation starting or ending
+    // changes), the pool and the last error. Otherwise, rarely, it is
+    // computed again from the row as written.
+    let (pool, error) = (ep.pool_id.as_deref(), ep.last_error.as_deref());
+    let target = endpoints::table
+        .find(id)
+        .filter(endpoints::status.eq(&ep.status))
+        .filter(
+            endpoints::pool_id
+                .eq(pool.unwrap_or_default())
+                .and(pool.is_some().into_sql::<Bool>())
+                .or(endpoints::pool_id
+                    .is_null()
+                    .and(pool.is_none().into_sql::<Bool>())),
+        )
+        .filter(
+            endpoints::last_error
+                .eq(error.unwrap_or_default())
+                .and(error.is_some().into_sql::<Bool>())
+                .or(endpoints::last_error
+                    .is_null()
+                    .and(error.is_none().into_sql::<Bool>())),
+        );
+    let written = if changed {
+        diesel::update(target)
+            .set((
+                endpoints::state_hash.eq(hash),
+                endpoints::state_changed_at.eq(now),
+                endpoints::last_seen_at.eq(now),
+                endpoints::updated_at.eq(now),
+                endpoints::status.eq(status),
+            ))
+            .execute(conn)?
+    } else {
+        diesel::update(target)
+            .set((
+                endpoints::last_seen_at.eq(now),
+                endpoints::status.eq(status),
+            ))
+            .execute(conn)?
+    };
+    if written == 0 {
+        write_report(conn, id, hash, changed, now)?;
+        status::recompute_endpoint(conn, id)?;
+    } else if ep.status != status {
+        status::announce_status(id, pool, &ep.status, status);
+    }
+    if changed {
+        diesel::insert_into(endpoint_states::table)
+            .values(EndpointStateRow {
+                id: new_id(),
+                endpoint_id: id.to_owned(),
+                state_hash: hash.to_owned(),
+                reported_at: now,
+            })
+            .execute(conn)?;
+    }
+    Ok(Touched::Listed)
+}
+
+/// A report's change of the machine's row, status aside.
+fn write_report(
+    conn: &mut DbConnection,
+    id: &str,
+    hash: &str,
+    changed: bool,
+    now: i64,
+) -> StoreResult<()> {
     if changed {
         diesel::update(endpoints::table.find(id))
             .set((
@@ -268,21 +359,12 @@ pub fn report_state(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResul
                 endpoints::updated_at.eq(now),
             ))
             .execute(conn)?;
-        diesel::insert_into(endpoint_states::table)
-            .values(EndpointStateRow {
-                id: new_id(),
-                endpoint_id: id.to_owned(),
-                state_hash: hash.to_owned(),
-                reported_at: now,
-            })
-            .execute(conn)?;
     } else {
         diesel::update(endpoints::table.find(id))
             .set(endpoints::last_seen_at.eq(now))
             .execute(conn)?;
     }
-    status::recompute_endpoint(conn, id)?;
-    Ok(Touched::Listed)
+    Ok(())
 }
 
 /// A machine's state changes, newest first.

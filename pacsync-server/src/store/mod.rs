@@ -23,7 +23,9 @@ pub mod wal;
 
 use std::time::Duration;
 
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::{
+    AnsiTransactionManager, InstrumentationEvent, SimpleConnection, TransactionManager,
+};
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -143,11 +145,15 @@ impl ManageConnection for Manager {
                     wal::AUTOCHECKPOINT_PAGES
                 ))
                 .map_err(r2d2::Error::QueryError)?;
+                c.set_instrumentation(count_statements);
                 Ok(DbConnection::Sqlite(c))
             }
-            DatabaseKind::Postgresql => diesel::PgConnection::establish(&self.url)
-                .map(DbConnection::Pg)
-                .map_err(r2d2::Error::ConnectionError),
+            DatabaseKind::Postgresql => {
+                let mut c = diesel::PgConnection::establish(&self.url)
+                    .map_err(r2d2::Error::ConnectionError)?;
+                c.set_instrumentation(count_statements);
+                Ok(DbConnection::Pg(c))
+            }
         }
     }
 
@@ -159,6 +165,27 @@ impl ManageConnection for Manager {
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
         false
     }
+}
+
+thread_local! {
+    /// Statements this thread sent to the database (see [`statements_here`]).
+    static STATEMENTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts each statement a pooled connection sends (on PostgreSQL, each
+/// is a round trip to the server), on the thread that sends it.
+fn count_statements(event: InstrumentationEvent<'_>) {
+    if let InstrumentationEvent::StartQuery { .. } = event {
+        STATEMENTS.with(|n| n.set(n.get().wrapping_add(1)));
+    }
+}
+
+/// How many statements this thread's pooled connections have sent so far,
+/// `BEGIN` and `COMMIT` and the pool's check of a connection it hands out
+/// included: a write made on this thread ([`Store::write_blocking`]) costs
+/// the difference between before and after.
+pub fn statements_here() -> u64 {
+    STATEMENTS.with(std::cell::Cell::get)
 }
 
 /// The connection pool and the way in to it.
@@ -312,7 +339,8 @@ impl Store {
             DatabaseKind::Postgresql => None,
         };
         let mut conn = self.conn()?;
-        let ((value, touched), events) = write_tx_events(&mut conn, f)?;
+        let origin = Some(self.generations.origin());
+        let ((value, touched), events) = write_tx_events(&mut conn, origin, f)?;
         // Before the caller answers anyone: a read that follows this write
         // must not be served from a cache made before it.
         self.generations.bump(touched);
@@ -339,42 +367,64 @@ pub fn write_tx<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<T>
 where
     F: FnOnce(&mut DbConnection) -> StoreResult<T>,
 {
-    write_tx_events(conn, |c| f(c).map(|v| (v, Touched::Everything))).map(|((v, _), _)| v)
+    write_tx_events(conn, None, |c| f(c).map(|v| (v, Touched::Everything))).map(|((v, _), _)| v)
 }
 
 /// [`write_tx`], returning the events of a committed transaction.
-fn write_tx_events<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<((T, Touched), Vec<Event>)>
+/// `origin` is the replica that bumps its own counters once this commits
+/// (see [`pg_notify`]); `None` when nobody does.
+fn write_tx_events<T, F>(
+    conn: &mut DbConnection,
+    origin: Option<&str>,
+    f: F,
+) -> StoreResult<((T, Touched), Vec<Event>)>
 where
     F: FnOnce(&mut DbConnection) -> StoreResult<(T, Touched)>,
 {
     events::begin();
-    let result = write_tx_inner(conn, f);
+    let result = write_tx_inner(conn, origin, f);
     let events = events::take();
     result.map(|v| (v, events))
 }
 
-fn pg_notify(conn: &mut diesel::PgConnection, touched: Touched) -> StoreResult<()> {
+/// Sends the transaction's notifications, all in one statement: its
+/// events, and what it changed for the other replicas' read caches.
+/// `origin` (the replica that bumps its own counters after the commit)
+/// goes with the latter, so that this replica's listener skips it.
+fn pg_notify(
+    conn: &mut diesel::PgConnection,
+    touched: Touched,
+    origin: Option<&str>,
+) -> StoreResult<()> {
+    use diesel::sql_types::{Array, Text};
     // NOTIFY inside the transaction: PostgreSQL delivers it at commit and
     // drops it on rollback.
     let payloads = events::pg_payloads(&events::pending());
-    let mut send = |channel: &str, payload: &str| {
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<diesel::sql_types::Text, _>(channel)
-            .bind::<diesel::sql_types::Text, _>(payload)
-            .execute(conn)
-    };
-    for payload in &payloads {
-        send(events::PG_CHANNEL, payload)?;
-    }
+    let mut channels = vec![events::PG_CHANNEL; payloads.len()];
+    let mut payloads = payloads;
     // Replicas take any event as a change of what lists show; the rest
     // needs saying (a change of credentials always does).
     if touched == Touched::Everything || (touched == Touched::Listed && payloads.is_empty()) {
-        send(changes::PG_CHANNEL, touched.as_payload())?;
+        channels.push(changes::PG_CHANNEL);
+        payloads.push(touched.as_payload_from(origin));
     }
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    // One scan of the arrays, in their order, which is the order
+    // PostgreSQL delivers them in.
+    diesel::sql_query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)")
+        .bind::<Array<Text>, _>(channels)
+        .bind::<Array<Text>, _>(payloads)
+        .execute(conn)?;
     Ok(())
 }
 
-fn write_tx_inner<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<(T, Touched)>
+fn write_tx_inner<T, F>(
+    conn: &mut DbConnection,
+    origin: Option<&str>,
+    f: F,
+) -> StoreResult<(T, Touched)>
 where
     F: FnOnce(&mut DbConnection) -> StoreResult<(T, Touched)>,
 {
@@ -382,7 +432,7 @@ where
         DbConnection::Pg(_) => conn.transaction(|c| {
             let (value, touched) = f(c)?;
             if let DbConnection::Pg(pg) = c {
-                pg_notify(pg, touched)?;
+                pg_notify(pg, touched, origin)?;
             }
             Ok((value, touched))
         }),

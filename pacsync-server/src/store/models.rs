@@ -14,7 +14,7 @@ pub struct UserRow {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = pools)]
 pub struct PoolRow {
     pub id: String,

@@ -3,6 +3,7 @@
 //! transaction as the change.
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use pacsync_core::exclusion::Exclusions;
 use pacsync_core::plan::{Policy, SyncPlan, plan};
 use pacsync_core::state::{PackageState, TargetState};
@@ -51,19 +52,129 @@ pub fn policy_of(pool: &PoolRow) -> StoreResult<Policy> {
     })
 }
 
+/// The pool and its current target row, in one statement.
 pub fn load_pool(conn: &mut DbConnection, pool_id: &str) -> StoreResult<PoolView> {
-    let pool: PoolRow = pools::table
-        .find(pool_id)
-        .select(PoolRow::as_select())
+    let (pool, row): (PoolRow, Option<PoolTargetRow>) = pools::table
+        .left_join(pool_targets::table.on(pool_targets::id.nullable().eq(pools::current_target_id)))
+        .filter(pools::id.eq(pool_id))
+        .select((PoolRow::as_select(), Option::<PoolTargetRow>::as_select()))
         .first(conn)
         .optional()?
         .ok_or(StoreError::NotFound("pool"))?;
-    let target = match &pool.current_target_id {
-        Some(tid) => {
-            let row: PoolTargetRow = pool_targets::table
+    if pool.current_target_id.is_some() && row.is_none() {
+        return Err(StoreError::NotFound("record"));
+    }
+    view_of(conn, pool, row)
+}
+
+/// The pool as a report needs it, and whether the machine `endpoint_id`
+/// has an operation queued or running. On PostgreSQL the pool row is read
+/// with a share lock (see [`crate::store::endpoints::report_state`]), the
+/// target and the operation in the same statement; SQLite's writers are
+/// serialized and need no lock.
+pub(super) fn load_pool_for_report(
+    conn: &mut DbConnection,
+    pool_id: &str,
+    endpoint_id: &str,
+) -> StoreResult<(PoolView, bool)> {
+    let DbConnection::Pg(pg) = conn else {
+        let view = load_pool(conn, pool_id)?;
+        return Ok((view, has_active_operation(conn, endpoint_id)?));
+    };
+    let locked = || {
+        diesel::sql_query(
+            "SELECT p.*, t.id AS t_id, t.pool_id AS t_pool_id, t.seq AS t_seq, \
+             t.target_hash AS t_target_hash, t.kind AS t_kind, t.created_by AS t_created_by, \
+             t.from_endpoint_id AS t_from_endpoint_id, \
+             t.from_endpoint_name AS t_from_endpoint_name, t.comment AS t_comment, \
+             t.created_at AS t_created_at, \
+             EXISTS (SELECT 1 FROM operations o WHERE o.endpoint_id = $2 \
+                     AND o.status IN ('queued', 'running')) AS running \
+             FROM pools p LEFT JOIN pool_targets t ON t.id = p.current_target_id \
+             WHERE p.id = $1 FOR SHARE OF p",
+        )
+        .bind::<diesel::sql_types::Text, _>(pool_id)
+        .bind::<diesel::sql_types::Text, _>(endpoint_id)
+    };
+    // Having waited for the lock (a set-latest committing), PostgreSQL
+    // gives the pool row as committed but the target as of the statement's
+    // start, or no row at all; the lock is held by then, so a second read
+    // sees what the first one missed.
+    let mut found: Option<LockedPool> = locked().get_result(pg).optional()?;
+    if found.is_none() {
+        found = locked().get_result(pg).optional()?;
+    }
+    let mut found = found.ok_or(StoreError::NotFound("pool"))?;
+    let running = found.running;
+    let target = found.target();
+    let row = match (&found.pool.current_target_id, target) {
+        (None, _) => None,
+        (Some(tid), Some(t)) if t.id == *tid => Some(t),
+        (Some(tid), _) => Some(
+            pool_targets::table
                 .find(tid)
                 .select(PoolTargetRow::as_select())
-                .first(conn)?;
+                .first(conn)?,
+        ),
+    };
+    Ok((view_of(conn, found.pool, row)?, running))
+}
+
+/// A row of [`load_pool_for_report`]'s statement on PostgreSQL.
+#[derive(QueryableByName)]
+struct LockedPool {
+    #[diesel(embed)]
+    pool: PoolRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_pool_id: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    t_seq: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_target_hash: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_kind: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_created_by: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_from_endpoint_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_from_endpoint_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_comment: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    t_created_at: Option<i64>,
+    #[diesel(sql_type = Bool)]
+    running: bool,
+}
+
+impl LockedPool {
+    /// The target row, when the join found one.
+    fn target(&mut self) -> Option<PoolTargetRow> {
+        Some(PoolTargetRow {
+            id: self.t_id.take()?,
+            pool_id: self.t_pool_id.take()?,
+            seq: self.t_seq?,
+            target_hash: self.t_target_hash.take()?,
+            kind: self.t_kind.take()?,
+            created_by: self.t_created_by.take()?,
+            from_endpoint_id: self.t_from_endpoint_id.take(),
+            from_endpoint_name: self.t_from_endpoint_name.take(),
+            comment: self.t_comment.take()?,
+            created_at: self.t_created_at?,
+        })
+    }
+}
+
+/// A [`PoolView`] of a pool row and its current target row.
+fn view_of(
+    conn: &mut DbConnection,
+    pool: PoolRow,
+    row: Option<PoolTargetRow>,
+) -> StoreResult<PoolView> {
+    let target = match row {
+        Some(row) => {
             let t = content::get_target(conn, &row.target_hash)?;
             Some((row, t))
         }
@@ -114,7 +225,10 @@ pub fn sync_plan(view: &PoolView, state: &PackageState) -> Option<SyncPlan> {
         .map(|(_, target)| plan(state, target, &view.policy))
 }
 
-fn has_active_operation(conn: &mut DbConnection, endpoint_id: &str) -> StoreResult<bool> {
+pub(super) fn has_active_operation(
+    conn: &mut DbConnection,
+    endpoint_id: &str,
+) -> StoreResult<bool> {
     let n: i64 = operations::table
         .filter(operations::endpoint_id.eq(endpoint_id))
         .filter(operations::status.eq_any(["queued", "running"]))
@@ -140,7 +254,7 @@ pub fn compute(
 }
 
 /// [`compute`] with whether an operation runs already known.
-fn compute_knowing(
+pub(super) fn compute_knowing(
     conn: &mut DbConnection,
     ep: &EndpointRow,
     view: Option<&PoolView>,
@@ -177,7 +291,12 @@ fn store_status(
 }
 
 /// Tells admin clients that a machine's status changed.
-fn announce_status(endpoint_id: &str, pool_id: Option<&str>, previous: &str, status: &str) {
+pub(super) fn announce_status(
+    endpoint_id: &str,
+    pool_id: Option<&str>,
+    previous: &str,
+    status: &str,
+) {
     events::emit(
         Scope::Admins,
         json!({

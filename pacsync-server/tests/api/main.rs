@@ -22,6 +22,7 @@ mod pg_tls;
 mod push;
 mod repositories;
 mod retention;
+mod round_trips;
 mod schema;
 mod serve;
 mod uploads;

@@ -1,0 +1,158 @@
+//! What a state report costs in statements (each one a round trip to
+//! PostgreSQL), counted on the connection, and that the statuses a report
+//! writes with its state stay those a full recompute gives, also while
+//! set-latest changes the target under the reports.
+
+use std::sync::Arc;
+
+use pacsync_core::state::PackageState;
+use pacsync_server::store::changes::Touched;
+use pacsync_server::store::endpoints::{self, Content};
+use pacsync_server::store::{Store, content, statements_here, status};
+use reqwest::StatusCode;
+
+use crate::harness::{Backend, TestServer, state};
+
+crate::on_both_backends!(
+    reports_take_few_statements,
+    reports_racing_set_latest_keep_statuses_true
+);
+
+/// Statements of a changed report: the pool's check of the connection,
+/// `BEGIN`, the content stored (or, for a hash alone, looked up), the
+/// machine's row, the pool with its target (and, on PostgreSQL, its lock
+/// and whether an operation runs; SQLite asks that apart), the machine's
+/// row written with its status, the state's history row, (PostgreSQL) all
+/// notifications at once, `COMMIT`.
+const CHANGED: u64 = 9;
+/// An unchanged report: the check, `BEGIN`, the row read, the row's
+/// `last_seen_at`, `COMMIT`.
+const UNCHANGED: u64 = 5;
+
+/// Runs one report on a thread of its own, as the handler's transaction
+/// does (the content inserted first when `upload` has it), and returns
+/// what it touched and how many statements it sent.
+async fn counted_report(store: &Store, id: &str, s: &PackageState, upload: bool) -> (Touched, u64) {
+    let (store, id) = (store.clone(), id.to_owned());
+    let state = Arc::new(s.clone());
+    tokio::task::spawn_blocking(move || {
+        let hash = state.content_hash().to_string();
+        let prepared =
+            upload.then(|| content::prepare_state(state, hash.clone()).expect("prepared"));
+        let before = statements_here();
+        let touched = store
+            .write_blocking_touching(|c| {
+                let known = match &prepared {
+                    Some(p) => {
+                        content::insert_state(c, p)?;
+                        Content::Stored
+                    }
+                    None => Content::Unchecked,
+                };
+                endpoints::report_state(c, &id, &hash, known).map(|t| (t, t))
+            })
+            .expect("report");
+        (touched, statements_here() - before)
+    })
+    .await
+    .expect("report thread")
+}
+
+async fn reports_take_few_statements(backend: Backend) {
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = s.login("admin").await;
+    let pool = s.create_pool(&admin, "p").await;
+    let m = s.enroll(&admin, Some(&pool), "m").await;
+    let target = state(&[("a", "1-1"), ("b", "1-1")]);
+    assert_eq!(s.report(&m, &target).await, StatusCode::NO_CONTENT);
+    s.set_latest(&m).await;
+    let status_of = |v: serde_json::Value| v["status"].as_str().map(str::to_owned);
+
+    // Warm-up: the target's content and the statements get cached.
+    let behind = state(&[("a", "1-1")]);
+    counted_report(&s.store, &m.id, &behind, true).await;
+    counted_report(&s.store, &m.id, &target, false).await;
+    assert_eq!(
+        status_of(s.endpoint(&admin, &m.id).await).as_deref(),
+        Some("in_sync")
+    );
+
+    // A new state uploaded with the report.
+    let ahead = state(&[("a", "2-1"), ("b", "1-1")]);
+    let (touched, n) = counted_report(&s.store, &m.id, &ahead, true).await;
+    assert_eq!(touched, Touched::Listed);
+    assert!(n <= CHANGED, "a changed upload took {n} statements");
+    let v = s.endpoint(&admin, &m.id).await;
+    assert_eq!(status_of(v.clone()).as_deref(), Some("ahead"), "{v}");
+    assert_eq!(v["state_hash"], ahead.content_hash().to_string(), "{v}");
+
+    // A known state by its hash: its content is looked up.
+    let (touched, n) = counted_report(&s.store, &m.id, &behind, false).await;
+    assert_eq!(touched, Touched::Listed);
+    assert!(n <= CHANGED, "a changed hash-only report took {n}");
+    assert_eq!(
+        status_of(s.endpoint(&admin, &m.id).await).as_deref(),
+        Some("behind")
+    );
+
+    // The same state again.
+    let (touched, n) = counted_report(&s.store, &m.id, &behind, false).await;
+    assert_eq!(touched, Touched::Nothing);
+    assert!(n <= UNCHANGED, "an unchanged report took {n} statements");
+
+    // Each state change is in the history, the unchanged report is not.
+    let (st, v) = s
+        .get(&format!("/api/endpoints/{}/states", m.id), &admin)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["total"], 5, "{v}");
+    s.stop().await;
+}
+
+async fn reports_racing_set_latest_keep_statuses_true(backend: Backend) {
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = s.login("admin").await;
+    let pool = s.create_pool(&admin, "p").await;
+    let mut machines = Vec::new();
+    for i in 0..6 {
+        machines.push(s.enroll(&admin, Some(&pool), &format!("m{i}")).await);
+    }
+    let states: Vec<PackageState> = (1..=3)
+        .map(|v| state(&[("a", &format!("{v}-1")), ("b", "1-1")]))
+        .collect();
+    for m in &machines {
+        assert_eq!(s.report(m, &states[0]).await, StatusCode::NO_CONTENT);
+    }
+    for round in 0..6 {
+        let setter = &machines[round % machines.len()];
+        let s = &s;
+        let reports = machines.iter().enumerate().map(|(i, m)| {
+            let st = &states[(round + i) % states.len()];
+            async move { s.report(m, st).await }
+        });
+        let (codes, _) = tokio::join!(
+            futures_util::future::join_all(reports),
+            s.set_latest(setter)
+        );
+        assert!(
+            codes.iter().all(|c| *c == StatusCode::NO_CONTENT),
+            "{codes:?}"
+        );
+    }
+    // What each report stored is what a recompute from scratch gives.
+    for m in &machines {
+        let stored = s.endpoint(&admin, &m.id).await["status"].clone();
+        let id = m.id.clone();
+        let fresh = s
+            .store
+            .write(move |c| status::recompute_endpoint(c, &id))
+            .await
+            .expect("recompute");
+        assert_eq!(stored, fresh.as_str(), "{}", m.id);
+    }
+    s.stop().await;
+}
