@@ -45,11 +45,12 @@ pub fn start(backend: &str) -> anyhow::Result<Server> {
             .env("LOG_LEVEL", "warn")
             .env("PACSYNC_ADMIN_PASSWORD", PASSWORD);
         // The allocator settings the Dockerfile and the systemd unit ship;
-        // MIMALLOC_* / MALLOC_* in the generator's environment override them.
+        // MIMALLOC_* / MALLOC_* in the generator's environment override them;
+        // DATABASE_POOL_SIZE passes through too.
         c.env("MIMALLOC_PURGE_DELAY", "0")
             .env("MIMALLOC_ARENA_EAGER_COMMIT", "0");
         for (k, v) in std::env::vars() {
-            if k.starts_with("MIMALLOC_") || k.starts_with("MALLOC_") {
+            if k.starts_with("MIMALLOC_") || k.starts_with("MALLOC_") || k == "DATABASE_POOL_SIZE" {
                 c.env(k, v);
             }
         }

@@ -23,7 +23,7 @@ use super::{
 use crate::auth::{Principal, Role};
 use crate::store::endpoints::{self, EndpointPatch, ListFilter};
 use crate::store::models::EndpointRow;
-use crate::store::{StoreError, content, operations, status};
+use crate::store::{StoreError, cache, content, operations, status};
 
 /// A machine as the API shows it. A struct rather than `json!` so a list
 /// page serializes straight to bytes: the fleet list is the hottest read.
@@ -398,7 +398,20 @@ pub async fn report_state(
         let report: StateReport = serde_json::from_slice(&body).map_err(|e| body_error(&e))?;
         let hash: ContentHash = report.hash.parse().map_err(|_| invalid_hash())?;
         match report.packages {
-            None => (hash.to_string(), None),
+            None => {
+                let hash = hash.to_string();
+                // A state the server lacks is answered without a writer's
+                // turn; one it was seen to hold goes straight to the
+                // report's transaction, which checks again either way.
+                if cache::KNOWN_STATES.get(&hash).is_none() {
+                    let h = hash.clone();
+                    if !app.store.run(move |c| content::has_state(c, &h)).await? {
+                        return Err(content_required(&hash));
+                    }
+                    cache::KNOWN_STATES.insert(hash.clone(), ());
+                }
+                (hash, None)
+            }
             Some(p) => {
                 let state = std::sync::Arc::new(PackageState::from(p));
                 if state.content_hash() != hash {
@@ -421,6 +434,7 @@ pub async fn report_state(
         (upload.hash, Some((upload.state, upload.new)))
     };
     let reported = hash.clone();
+    let uploaded = new.is_some();
     let evicted = app
         .store
         .write_touching(move |conn| {
@@ -446,6 +460,9 @@ pub async fn report_state(
             e if e.code == "state_content_required" => content_required(&hash),
             e => e,
         })?;
+    if uploaded {
+        cache::KNOWN_STATES.insert(hash, ());
+    }
     // Freeing a parsed state touches every package: on the blocking pool,
     // not on the thread that answers requests.
     if let Some(state) = evicted {

@@ -71,6 +71,12 @@ impl<T: Clone> Lru<T> {
 /// not memoized (a state new to a target); a new upload brings its own.
 pub static STATES: LazyLock<Lru<Arc<PackageState>>> = LazyLock::new(|| Lru::new(6));
 pub static TARGETS: LazyLock<Lru<Arc<TargetState>>> = LazyLock::new(|| Lru::new(8));
+/// Hashes of states the database was seen to hold (64 bytes and a tick
+/// each). A hash-only report of a state not among them is checked on a
+/// read connection first, so that a state the server lacks gets its 409
+/// without taking a writer's turn. Only a shortcut: retention may have
+/// removed a state since, and the report's transaction checks again.
+pub static KNOWN_STATES: LazyLock<Lru<()>> = LazyLock::new(|| Lru::new(4096));
 /// Drift by (state hash, target and policy fingerprint): a few bytes each.
 pub static DRIFTS: LazyLock<Lru<Drift>> = LazyLock::new(|| Lru::new(4096));
 
