@@ -1,7 +1,9 @@
 //! What a state report costs in statements (each one a round trip to
 //! PostgreSQL), counted on the connection, and that the statuses a report
 //! writes with its state stay those a full recompute gives, also while
-//! set-latest changes the target under the reports.
+//! set-latest changes the target under the reports. On PostgreSQL, a
+//! replica counts its own writes once (at commit, not again when their
+//! notification comes back) and still hears its own events.
 
 use std::sync::Arc;
 
@@ -155,4 +157,54 @@ async fn reports_racing_set_latest_keep_statuses_true(backend: Backend) {
         assert_eq!(stored, fresh.as_str(), "{}", m.id);
     }
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_counts_its_own_writes_once() {
+    let Some(one) = TestServer::start(Backend::Postgres).await else {
+        return;
+    };
+    let two = one.replica().await.expect("a replica on the same database");
+    let admin = one.login("admin").await;
+    let pool = one.create_pool(&admin, "p").await;
+    let m = one.enroll(&admin, Some(&pool), "m").await;
+    assert_eq!(
+        one.report(&m, &state(&[("x", "1-1")])).await,
+        StatusCode::NO_CONTENT
+    );
+    one.set_latest(&m).await;
+    let (g1, g2) = (one.store.generations(), two.store.generations());
+    let (c1, c2) = (g1.credentials(), g2.credentials());
+    let mut heard = [
+        one.store.hub().subscribe_admin(),
+        two.store.hub().subscribe_admin(),
+    ];
+    // A write that may change credentials, through one: counted there
+    // before it answers.
+    one.create_api_token(&admin, "t", "viewer").await;
+    assert_eq!(g1.credentials(), c1 + 1);
+    // A status change through two. Each listener hears its notification
+    // after one's (PostgreSQL delivers in commit order), and one hears it
+    // although two made it, two although it made it itself.
+    assert_eq!(
+        two.report(&m, &state(&[("x", "2-1")])).await,
+        StatusCode::NO_CONTENT
+    );
+    for rx in &mut heard {
+        loop {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+                .await
+                .expect("the status change is heard")
+                .expect("the hub is open");
+            if e.message["type"] == "endpoint_status" && e.message["endpoint_id"] == m.id.as_str() {
+                assert_eq!(e.message["status"], "ahead", "{}", e.message);
+                break;
+            }
+        }
+    }
+    // one skipped its own notification; two counted it.
+    assert_eq!(g1.credentials(), c1 + 1);
+    assert_eq!(g2.credentials(), c2 + 1);
+    two.stop().await;
+    one.stop().await;
 }
