@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use pacsync_server::api::cache::PAGE_STALE_MAX;
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use serde_json::{Value, json};
@@ -13,6 +14,7 @@ use crate::push::{connect, next};
 
 crate::on_both_backends!(
     lists_show_every_change_at_once,
+    last_seen_shows_within_its_bound,
     revoked_credentials_stop_at_once
 );
 
@@ -174,6 +176,57 @@ async fn lists_show_every_change_at_once(backend: Backend) {
         changed["items"][0]["state_hash"],
         body["items"][0]["state_hash"]
     );
+    s.stop().await;
+}
+
+/// An unchanged report moves only `last_seen_at`, which bumps no counter:
+/// the list shows it once the page held is made again, at most
+/// [`PAGE_STALE_MAX`] after that page's render began, while showing the
+/// rest as it was.
+async fn last_seen_shows_within_its_bound(backend: Backend) {
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = s.login("admin").await;
+    let viewer = s.login("viewer").await;
+    let m = s.enroll(&admin, None, "m").await;
+    let st = state(&[("x", "1-1")]);
+    assert_eq!(s.report(&m, &st).await, StatusCode::NO_CONTENT);
+    let before = list(&s, &viewer).await;
+    let seen = |list: &Value| list["items"][0]["last_seen_at"].as_str().map(str::to_owned);
+    let old = seen(&before);
+    // Unchanged reports until one lands in a later millisecond.
+    let mut new = old.clone();
+    for _ in 0..100 {
+        assert_eq!(s.report(&m, &st).await, StatusCode::NO_CONTENT);
+        new = s.endpoint(&admin, &m.id).await["last_seen_at"]
+            .as_str()
+            .map(str::to_owned);
+        if new != old {
+            break;
+        }
+    }
+    assert_ne!(new, old, "an unchanged report moves last_seen_at");
+    // The page held may have been made just before the report, so allow
+    // the bound from now, and a second for a loaded machine.
+    let deadline = std::time::Instant::now() + PAGE_STALE_MAX + Duration::from_secs(1);
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        let got = list(&s, &viewer).await;
+        let shown = seen(&got);
+        assert!(shown == old || shown == new, "{shown:?}");
+        let mut same = got.clone();
+        same["items"][0]["last_seen_at"] = before["items"][0]["last_seen_at"].clone();
+        assert_eq!(same, before, "nothing else moved");
+        if shown == new {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last_seen_at still {old:?} in the list, {new:?} in the machine"
+        );
+        pace.tick().await;
+    }
     s.stop().await;
 }
 
