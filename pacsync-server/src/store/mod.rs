@@ -24,7 +24,8 @@ pub mod wal;
 use std::time::Duration;
 
 use diesel::connection::{
-    AnsiTransactionManager, InstrumentationEvent, SimpleConnection, TransactionManager,
+    AnsiTransactionManager, Instrumentation, InstrumentationEvent, SimpleConnection,
+    TransactionManager,
 };
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
@@ -145,19 +146,32 @@ impl ManageConnection for Manager {
                     wal::AUTOCHECKPOINT_PAGES
                 ))
                 .map_err(r2d2::Error::QueryError)?;
-                c.set_instrumentation(count_statements);
+                c.set_instrumentation(Watch::default());
                 Ok(DbConnection::Sqlite(c))
             }
             DatabaseKind::Postgresql => {
                 let mut c = diesel::PgConnection::establish(&self.url)
                     .map_err(r2d2::Error::ConnectionError)?;
-                c.set_instrumentation(count_statements);
+                c.set_instrumentation(Watch::default());
                 Ok(DbConnection::Pg(c))
             }
         }
     }
 
+    /// Asked each time the pool hands out a connection. One whose last
+    /// statement succeeded less than [`TRUSTED_FOR`] ago is taken as it is:
+    /// under load that is every one, and the check was a round trip per
+    /// request.
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        let trusted = conn
+            .instrumentation()
+            .downcast_ref::<Watch>()
+            .and_then(|w| w.succeeded_at)
+            .is_some_and(|t| t.elapsed() < TRUSTED_FOR);
+        if trusted {
+            return Ok(());
+        }
+        CHECKS.with(|n| n.set(n.get().wrapping_add(1)));
         conn.batch_execute("SELECT 1")
             .map_err(r2d2::Error::QueryError)
     }
@@ -170,22 +184,51 @@ impl ManageConnection for Manager {
 thread_local! {
     /// Statements this thread sent to the database (see [`statements_here`]).
     static STATEMENTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Of those, the pool's checks of connections it handed out.
+    static CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Counts each statement a pooled connection sends (on PostgreSQL, each
-/// is a round trip to the server), on the thread that sends it.
-fn count_statements(event: InstrumentationEvent<'_>) {
-    if let InstrumentationEvent::StartQuery { .. } = event {
-        STATEMENTS.with(|n| n.set(n.get().wrapping_add(1)));
+/// How long after a statement succeeded its connection is handed out
+/// without checking it first. A connection that broke meanwhile (the
+/// database restarted) fails one request and is checked at its next turn.
+const TRUSTED_FOR: Duration = Duration::from_secs(1);
+
+/// What a pooled connection's statements tell: each is counted (on
+/// PostgreSQL, each is a round trip to the server) on the thread that sends
+/// it, and when the last one succeeded is kept (see [`Manager::is_valid`]).
+#[derive(Debug, Default)]
+struct Watch {
+    succeeded_at: Option<std::time::Instant>,
+}
+
+impl Instrumentation for Watch {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { .. } => {
+                STATEMENTS.with(|n| n.set(n.get().wrapping_add(1)));
+            }
+            InstrumentationEvent::FinishQuery { error, .. } => {
+                self.succeeded_at = error.is_none().then(std::time::Instant::now);
+            }
+            _ => {}
+        }
     }
 }
 
 /// How many statements this thread's pooled connections have sent so far,
-/// `BEGIN` and `COMMIT` and the pool's check of a connection it hands out
-/// included: a write made on this thread ([`Store::write_blocking`]) costs
-/// the difference between before and after.
+/// `BEGIN` and `COMMIT` and the pool's checks of the connections it hands
+/// out ([`checks_here`]) included: a write made on this thread
+/// ([`Store::write_blocking`]) costs the difference between before and
+/// after.
 pub fn statements_here() -> u64 {
     STATEMENTS.with(std::cell::Cell::get)
+}
+
+/// How many of [`statements_here`] were the pool checking a connection
+/// before handing it out (one idle for [`TRUSTED_FOR`] or more, or whose
+/// last statement failed).
+pub fn checks_here() -> u64 {
+    CHECKS.with(std::cell::Cell::get)
 }
 
 /// The connection pool and the way in to it.
