@@ -403,9 +403,54 @@ fn recompute_members(conn: &mut DbConnection, pool_id: &str, ids: &[String]) -> 
         .collect();
     for ep in &members {
         let status = compute_knowing(conn, ep, Some(&view), running.contains(&ep.id))?;
-        store_status(conn, ep, status)?;
+        if !store_status_if_unmoved(conn, ep, status)? {
+            match recompute_endpoint(conn, &ep.id) {
+                // Deleted meanwhile.
+                Err(StoreError::NotFound(_)) => {}
+                other => {
+                    other?;
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// [`store_status`] for a status computed from a row read without a lock:
+/// written only while the row's state and status are still those read.
+/// A report that changed them meanwhile (on PostgreSQL, committing while
+/// this waited for its row) must not have its status overwritten with one
+/// computed from its previous state; `false` then, for the caller to
+/// compute it again from the row as it is now.
+fn store_status_if_unmoved(
+    conn: &mut DbConnection,
+    ep: &EndpointRow,
+    status: EndpointStatus,
+) -> StoreResult<bool> {
+    if ep.status == status.as_str() {
+        return Ok(true);
+    }
+    let hash = ep.state_hash.as_deref();
+    let written = diesel::update(
+        endpoints::table
+            .find(&ep.id)
+            .filter(endpoints::status.eq(&ep.status))
+            .filter(
+                endpoints::state_hash
+                    .eq(hash.unwrap_or_default())
+                    .and(hash.is_some().into_sql::<Bool>())
+                    .or(endpoints::state_hash
+                        .is_null()
+                        .and(hash.is_none().into_sql::<Bool>())),
+            ),
+    )
+    .set(endpoints::status.eq(status.as_str()))
+    .execute(conn)?;
+    if written == 0 {
+        return Ok(false);
+    }
+    announce_status(&ep.id, ep.pool_id.as_deref(), &ep.status, status.as_str());
+    Ok(true)
 }
 
 /// Marks machines not heard from within their pool's grace period as
