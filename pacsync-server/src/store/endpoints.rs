@@ -1,7 +1,7 @@
 //! Machines: enrollment, listing, pool assignment and state reports.
 
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use serde_json::json;
 
 use super::changes::Touched;
@@ -305,7 +305,30 @@ pub fn report_state(
                     .is_null()
                     .and(error.is_none().into_sql::<Bool>())),
         );
-    let written = if changed {
+    // On PostgreSQL a changed state's history row goes in with the row's
+    // update, in the same statement: the update's row, if it was made.
+    let mut history_written = false;
+    let written = if changed && let DbConnection::Pg(pg) = conn {
+        let n = diesel::sql_query(
+            "WITH u AS (UPDATE endpoints SET state_hash = $1, state_changed_at = $2, \
+             last_seen_at = $2, updated_at = $2, status = $3 \
+             WHERE id = $4 AND status = $5 AND pool_id IS NOT DISTINCT FROM $6 \
+             AND last_error IS NOT DISTINCT FROM $7 RETURNING id) \
+             INSERT INTO endpoint_states (id, endpoint_id, state_hash, reported_at) \
+             SELECT $8, id, $1, $2 FROM u",
+        )
+        .bind::<Text, _>(hash)
+        .bind::<BigInt, _>(now)
+        .bind::<Text, _>(status)
+        .bind::<Text, _>(id)
+        .bind::<Text, _>(&ep.status)
+        .bind::<Nullable<Text>, _>(pool)
+        .bind::<Nullable<Text>, _>(error)
+        .bind::<Text, _>(new_id())
+        .execute(pg)?;
+        history_written = n > 0;
+        n
+    } else if changed {
         diesel::update(target)
             .set((
                 endpoints::state_hash.eq(hash),
@@ -329,7 +352,7 @@ pub fn report_state(
     } else if ep.status != status {
         status::announce_status(id, pool, &ep.status, status);
     }
-    if changed {
+    if changed && !history_written {
         diesel::insert_into(endpoint_states::table)
             .values(EndpointStateRow {
                 id: new_id(),
