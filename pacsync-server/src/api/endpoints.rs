@@ -434,39 +434,41 @@ pub async fn report_state(
         (upload.hash, Some((upload.state, upload.new)))
     };
     let reported = hash.clone();
-    let uploaded = new.is_some();
-    let evicted = app
+    let uploaded = app
         .store
         .write_touching(move |conn| {
             // A new content goes in with the report that names it: one
-            // writer's turn, one commit.
-            // Its status needs the state: cached now rather than by the
-            // upload worker, so that other uploads meanwhile cannot push it
-            // out of the small cache first. The state this pushes out is
-            // freed after the commit, outside the writer's turn.
-            let mut evicted = None;
+            // writer's turn, one commit. Its status needs the state: at
+            // hand for this transaction, rather than through the small
+            // cache, which concurrent reports may have moved on meanwhile
+            // (and each would then read and parse its state again).
             let mut known = endpoints::Content::Unchecked;
-            if let Some((state, new)) = new {
-                if let Some(new) = &new {
-                    content::insert_state(conn, new)?;
-                    known = endpoints::Content::Stored;
-                }
-                evicted = crate::store::cache::STATES.insert(reported.clone(), state);
+            let Some((state, new)) = new else {
+                return endpoints::report_state(conn, &id, &reported, known)
+                    .map(|touched| (None, touched));
+            };
+            if let Some(new) = &new {
+                content::insert_state(conn, new)?;
+                known = endpoints::Content::Stored;
             }
-            endpoints::report_state(conn, &id, &reported, known).map(|touched| (evicted, touched))
+            let touched = content::with_state_at_hand(&reported, &state, || {
+                endpoints::report_state(conn, &id, &reported, known)
+            })?;
+            Ok((Some(state), touched))
         })
         .await
         .map_err(|e| match ApiError::from(e) {
             e if e.code == "state_content_required" => content_required(&hash),
             e => e,
         })?;
-    if uploaded {
-        cache::KNOWN_STATES.insert(hash, ());
-    }
-    // Freeing a parsed state touches every package: on the blocking pool,
-    // not on the thread that answers requests.
-    if let Some(state) = evicted {
-        tokio::task::spawn_blocking(move || drop(state));
+    if let Some(state) = uploaded {
+        // Cached after the commit, for the machines that report it next
+        // by hash; the state this pushes out is freed on the blocking pool
+        // (it touches every package), not on the thread answering requests.
+        cache::KNOWN_STATES.insert(hash.clone(), ());
+        if let Some(evicted) = cache::STATES.insert(hash, state) {
+            tokio::task::spawn_blocking(move || drop(evicted));
+        }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -251,8 +251,29 @@ pub fn put_state(conn: &mut DbConnection, state: Arc<PackageState>) -> StoreResu
     Ok(hash)
 }
 
+thread_local! {
+    /// The state a report in this thread's transaction brought, by hash
+    /// ([`with_state_at_hand`]).
+    static AT_HAND: RefCell<Option<(String, Arc<PackageState>)>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `state` (whose hash is `hash`) at hand: [`get_state`] of
+/// that hash on this thread takes it from here, neither from the cache nor
+/// from the database. For a report's own state in its transaction.
+pub fn with_state_at_hand<T>(hash: &str, state: &Arc<PackageState>, f: impl FnOnce() -> T) -> T {
+    let previous = AT_HAND.replace(Some((hash.to_owned(), state.clone())));
+    let out = f();
+    AT_HAND.set(previous);
+    out
+}
+
 pub fn get_state(conn: &mut DbConnection, hash: &str) -> StoreResult<Arc<PackageState>> {
-    if let Some(s) = cache::STATES.get(hash) {
+    let at_hand = AT_HAND.with_borrow(|a| {
+        a.as_ref()
+            .filter(|(h, _)| h == hash)
+            .map(|(_, s)| s.clone())
+    });
+    if let Some(s) = at_hand.or_else(|| cache::STATES.get(hash)) {
         return Ok(s);
     }
     let bytes: Vec<u8> = states::table
