@@ -140,9 +140,10 @@ impl ManageConnection for Manager {
                 // resident size.
                 // wal_autocheckpoint: the server checkpoints (see [`wal`]).
                 c.batch_execute(&format!(
-                    "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
                      PRAGMA cache_size = -512; PRAGMA wal_autocheckpoint = {};",
+                    wal::BUSY_TIMEOUT_MS,
                     wal::AUTOCHECKPOINT_PAGES
                 ))
                 .map_err(r2d2::Error::QueryError)?;
