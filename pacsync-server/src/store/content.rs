@@ -47,9 +47,14 @@ fn compress_json(json: &[u8]) -> StoreResult<Vec<u8>> {
     })
 }
 
+/// The JSON of a stored content.
+fn decompress_json(bytes: &[u8], what: &str) -> StoreResult<Vec<u8>> {
+    zstd::decode_all(bytes)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored {what} unreadable: {e}")))
+}
+
 pub(crate) fn decompress<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
-    let json = zstd::decode_all(bytes)
-        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored {what} unreadable: {e}")))?;
+    let json = decompress_json(bytes, what)?;
     serde_json::from_slice(&json)
         .map_err(|e| StoreError::Other(anyhow::anyhow!("stored {what} unreadable: {e}")))
 }
@@ -282,9 +287,7 @@ pub fn get_state(conn: &mut DbConnection, hash: &str) -> StoreResult<Arc<Package
         .first(conn)
         .optional()?
         .ok_or(StoreError::NotFound("state"))?;
-    let json = zstd::decode_all(&bytes[..])
-        .map_err(|e| StoreError::Other(anyhow::anyhow!("stored state unreadable: {e}")))?;
-    let state = Arc::new(read_stored_state(&json)?);
+    let state = Arc::new(read_stored_state(&decompress_json(&bytes, "state")?)?);
     cache::STATES.insert(hash.to_owned(), state.clone());
     Ok(state)
 }

@@ -1,13 +1,15 @@
 //! Machines: enrollment, listing, pool assignment and state reports.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Nullable, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use serde_json::json;
 
 use super::changes::Touched;
 use super::models::{EndpointRow, EndpointStateRow};
 use super::schema::{endpoint_states, endpoints, pools};
-use super::{DbConnection, StoreError, StoreResult, audit, credentials, new_id, now_ms, status};
+use super::{
+    DbConnection, StoreError, StoreResult, audit, credentials, holds, new_id, now_ms, status,
+};
 
 pub fn get(conn: &mut DbConnection, id: &str) -> StoreResult<EndpointRow> {
     endpoints::table
@@ -289,22 +291,8 @@ pub fn report_state(
     let target = endpoints::table
         .find(id)
         .filter(endpoints::status.eq(&ep.status))
-        .filter(
-            endpoints::pool_id
-                .eq(pool.unwrap_or_default())
-                .and(pool.is_some().into_sql::<Bool>())
-                .or(endpoints::pool_id
-                    .is_null()
-                    .and(pool.is_none().into_sql::<Bool>())),
-        )
-        .filter(
-            endpoints::last_error
-                .eq(error.unwrap_or_default())
-                .and(error.is_some().into_sql::<Bool>())
-                .or(endpoints::last_error
-                    .is_null()
-                    .and(error.is_none().into_sql::<Bool>())),
-        );
+        .filter(holds!(endpoints::pool_id, pool))
+        .filter(holds!(endpoints::last_error, error));
     // On PostgreSQL a changed state's history row goes in with the row's
     // update, in the same statement: the update's row, if it was made.
     let mut history_written = false;

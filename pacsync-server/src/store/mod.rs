@@ -399,6 +399,22 @@ impl Store {
     }
 }
 
+/// A filter: the nullable text column `$column` holds `$value` (an
+/// `Option<&str>`), `None` meaning SQL `NULL` — what `=` alone cannot say.
+/// For updates guarded on what a row held when it was read.
+macro_rules! holds {
+    ($column:expr, $value:expr) => {{
+        let value: Option<&str> = $value;
+        $column
+            .eq(value.unwrap_or_default())
+            .and(value.is_some().into_sql::<diesel::sql_types::Bool>())
+            .or($column
+                .is_null()
+                .and(value.is_none().into_sql::<diesel::sql_types::Bool>()))
+    }};
+}
+pub(crate) use holds;
+
 /// A transaction that will write. On SQLite it starts with `BEGIN
 /// IMMEDIATE`: a deferred transaction that reads first and then writes
 /// fails with SQLITE_BUSY when another writer got in between, and

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::changes::Touched;
 use super::models::{EndpointRow, PoolRow, PoolTargetRow};
 use super::schema::{endpoints, operations, pool_targets, pools};
-use super::{DbConnection, Store, StoreError, StoreResult, cache, content, now_ms};
+use super::{DbConnection, Store, StoreError, StoreResult, cache, content, holds, now_ms};
 use crate::events::{self, Scope};
 use serde_json::json;
 
@@ -430,19 +430,11 @@ fn store_status_if_unmoved(
     if ep.status == status.as_str() {
         return Ok(true);
     }
-    let hash = ep.state_hash.as_deref();
     let written = diesel::update(
         endpoints::table
             .find(&ep.id)
             .filter(endpoints::status.eq(&ep.status))
-            .filter(
-                endpoints::state_hash
-                    .eq(hash.unwrap_or_default())
-                    .and(hash.is_some().into_sql::<Bool>())
-                    .or(endpoints::state_hash
-                        .is_null()
-                        .and(hash.is_none().into_sql::<Bool>())),
-            ),
+            .filter(holds!(endpoints::state_hash, ep.state_hash.as_deref())),
     )
     .set(endpoints::status.eq(status.as_str()))
     .execute(conn)?;

@@ -147,8 +147,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_log_is_checkpointed_by_the_server_and_started_over_past_its_size() {
+    /// A store on a fresh SQLite file with an empty `filler` table; the
+    /// directory lives as long as its guard.
+    fn store_with_filler() -> (tempfile::TempDir, std::path::PathBuf, Store) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let db = dir.path().join("p.db");
         let store = Store::open(&DatabaseSettings {
@@ -164,6 +165,12 @@ mod tests {
                     .map_err(Into::into)
             })
             .expect("create");
+        (dir, db, store)
+    }
+
+    #[test]
+    fn the_log_is_checkpointed_by_the_server_and_started_over_past_its_size() {
+        let (_dir, db, store) = store_with_filler();
 
         // Below the restart size: a passive checkpoint copies everything
         // and leaves the file as it is.
@@ -176,7 +183,7 @@ mod tests {
 
         // 20 MiB: past SQLite's own mark (1,000 pages) many times over, yet
         // the log only grew: the connections leave checkpoints to the
-        // server. Then one checkpoint empties it.
+        // server. Then one checkpoint starts it over.
         fill(&store, 20);
         let grown = wal_bytes(&db);
         assert!(grown > 20 << 20, "{grown}");
@@ -213,21 +220,7 @@ mod tests {
 
     #[test]
     fn a_restart_does_not_wait_for_a_reader_until_the_log_is_large() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let db = dir.path().join("p.db");
-        let store = Store::open(&DatabaseSettings {
-            kind: DatabaseKind::Internal,
-            url: Secret::new(db.display().to_string()),
-            pool_size: 8,
-        })
-        .expect("open");
-        store
-            .write_blocking(|c| {
-                diesel::sql_query("CREATE TABLE filler (b BLOB)")
-                    .execute(c)
-                    .map_err(Into::into)
-            })
-            .expect("create");
+        let (_dir, db, store) = store_with_filler();
         fill(&store, 18);
 
         // A reader in the middle of a transaction, on a snapshot that
