@@ -95,7 +95,7 @@ impl Server {
             settings::DatabaseKind::Internal => None,
         };
         let archive = archive::Archive::open(&settings.archive)?;
-        let uploads = uploads::Uploads::start(store.clone(), api::endpoints::check_content);
+        let uploads = uploads::Uploads::start(api::endpoints::check_content);
         let (stop, shutdown) = watch::channel(false);
         let (alive, drained) = mpsc::channel(1);
         Ok(Server {

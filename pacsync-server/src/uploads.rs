@@ -1,11 +1,18 @@
 //! Full state reports are parsed, hashed and compressed by a few dedicated
 //! threads (one per core) instead of the shared blocking pool; the report's
 //! own write transaction then inserts the content, so a worker never waits
-//! for a writer's turn and goes on with the next report meanwhile.
+//! for the database (not even to ask whether it has the content) and goes
+//! on with the next report meanwhile.
 //! The work is CPU-bound, so more at once would not go faster; and each
 //! report makes a few hundred KiB of short-lived allocations, which the
 //! allocator keeps per thread — on a dozen pool threads that is a lot of
 //! resident memory, on two it is little.
+//!
+//! The workers run at a lower CPU priority ([`NICE`]) than the threads
+//! answering requests. Parsing is the one long stretch of CPU work on the
+//! server; everything else is short and waits for something — a writer's
+//! turn above all, which every report needs and which must not be held by
+//! a thread the scheduler passed over for a parser.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +20,6 @@ use axum::body::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::ApiError;
-use crate::store::Store;
 use crate::store::content::PreparedState;
 use pacsync_core::state::PackageState;
 
@@ -27,9 +33,12 @@ pub struct Upload {
     pub new: Option<PreparedState>,
 }
 
+/// The workers' nice value (the threads answering requests run at 0).
+pub const NICE: i32 = 5;
+
 /// What a worker does with one body: check it and make its content ready
 /// to store.
-pub type Handler = fn(&Store, &[u8]) -> Result<Upload, ApiError>;
+pub type Handler = fn(&[u8]) -> Result<Upload, ApiError>;
 
 type Job = (Bytes, oneshot::Sender<Result<Upload, ApiError>>);
 
@@ -41,22 +50,23 @@ pub struct Uploads {
 impl Uploads {
     /// Starts the workers; they stop when every clone of the returned
     /// handle is gone.
-    pub fn start(store: Store, handler: Handler) -> Uploads {
+    pub fn start(handler: Handler) -> Uploads {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (tx, rx) = mpsc::channel::<Job>(workers * 4);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..workers {
-            let (rx, store) = (rx.clone(), store.clone());
+            let rx = rx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("pacsync-upload-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     loop {
                         let job = match rx.lock() {
                             Ok(mut r) => r.blocking_recv(),
                             Err(_) => None,
                         };
                         let Some((body, answer)) = job else { return };
-                        let _ = answer.send(handler(&store, &body));
+                        let _ = answer.send(handler(&body));
                     }
                 });
             if let Err(e) = spawned {
@@ -76,5 +86,44 @@ impl Uploads {
         result
             .await
             .map_err(|_| ApiError::internal("an upload worker failed"))?
+    }
+}
+
+/// Lowers the calling thread's CPU priority to [`NICE`] (on Linux a nice
+/// value is a thread's own), never raising it. Failing leaves it as it
+/// was, which is slower under load but not wrong.
+fn lower_priority() {
+    let me = Some(rustix::thread::gettid());
+    let now = rustix::process::getpriority_process(me).unwrap_or(0);
+    if now >= NICE {
+        return;
+    }
+    if let Err(e) = rustix::process::setpriority_process(me, NICE) {
+        tracing::debug!("cannot lower an upload worker's priority: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers the worker's own nice value, in the error's message.
+    fn nice_of_worker(_: &[u8]) -> Result<Upload, ApiError> {
+        let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+            .map_or_else(|e| format!("getpriority: {e}"), |n| n.to_string());
+        Err(ApiError::bad_request("nice", nice))
+    }
+
+    #[tokio::test]
+    async fn workers_run_below_the_threads_answering_requests() {
+        let uploads = Uploads::start(nice_of_worker);
+        let here = rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+            .expect("getpriority");
+        let Err(answer) = uploads.check(Bytes::from_static(b"{}")).await else {
+            panic!("the handler answers an error");
+        };
+        // A process that already runs at NICE or above stays where it is.
+        let expected = here.max(NICE);
+        assert_eq!(answer.message, expected.to_string(), "{answer:?}");
     }
 }

@@ -315,10 +315,7 @@ fn content_required(hash: &str) -> ApiError {
 /// store. Runs on an upload worker ([`crate::uploads`]): UTF-8 checked
 /// once, parsed once, hashed once, compressed before the report's write
 /// transaction (which inserts it).
-pub fn check_content(
-    store: &crate::store::Store,
-    body: &[u8],
-) -> Result<crate::uploads::Upload, ApiError> {
+pub fn check_content(body: &[u8]) -> Result<crate::uploads::Upload, ApiError> {
     let body = std::str::from_utf8(body)
         .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
     let (claimed, state) = content::read_report(body).map_err(|e| body_error(&e))?;
@@ -335,11 +332,13 @@ pub fn check_content(
     }
     let state = std::sync::Arc::new(state);
     let hash = actual.to_string();
-    let known = {
-        let mut conn = store.blocking_conn().map_err(ApiError::internal)?;
-        content::has_state(&mut conn, &hash)?
-    };
-    let new = if known {
+    // A machine sends its packages after the server answered that it lacks
+    // them, so the content is made ready to insert without asking the
+    // database first (a trip there per upload, with the worker waiting);
+    // the insert does nothing if the content got there meanwhile. Only a
+    // content the server was seen to hold lately is not: the report's
+    // transaction checks it is still there.
+    let new = if cache::KNOWN_STATES.get(&hash).is_some() {
         None
     } else {
         Some(content::prepare_state_report(
@@ -447,10 +446,16 @@ pub async fn report_state(
                 return endpoints::report_state(conn, &id, &reported, known)
                     .map(|touched| (None, touched));
             };
-            if let Some(new) = &new {
-                content::insert_state(conn, new)?;
-                known = endpoints::Content::Stored;
+            match &new {
+                Some(new) => content::insert_state(conn, new)?,
+                // Seen stored, but retention may have removed it since.
+                None if !content::has_state(conn, &reported)? => {
+                    let prepared = content::prepare_state(state.clone(), reported.clone())?;
+                    content::insert_state(conn, &prepared)?;
+                }
+                None => {}
             }
+            known = endpoints::Content::Stored;
             let touched = content::with_state_at_hand(&reported, &state, || {
                 endpoints::report_state(conn, &id, &reported, known)
             })?;

@@ -2,12 +2,13 @@
 //! state or a revert point still needs.
 
 use pacsync_server::store::{content, now_ms, retention};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::harness::{Backend, TestServer, state};
 
 crate::on_both_backends!(cleanup_keeps_what_is_needed);
+crate::on_both_backends!(a_removed_state_sent_in_full_is_stored_again);
 
 async fn cleanup_keeps_what_is_needed(backend: Backend) {
     let Some(s) = TestServer::start(backend).await else {
@@ -105,5 +106,62 @@ async fn cleanup_keeps_what_is_needed(backend: Backend) {
         .await
         .expect("cleanup");
     assert_eq!(again, retention::Cleaned::default());
+    s.stop().await;
+}
+
+/// An upload worker takes a content the server was seen to hold lately as
+/// stored; if cleanup removed it since, the report stores it again.
+async fn a_removed_state_sent_in_full_is_stored_again(backend: Backend) {
+    let Some(s) = TestServer::start(backend).await else {
+        return;
+    };
+    let admin = s.login("admin").await;
+    let pool = s.create_pool(&admin, "p").await;
+    let a = s.enroll(&admin, Some(&pool), "a").await;
+    // Long enough a report (256 bytes or more) to go to an upload worker.
+    let names: Vec<String> = (0..20).map(|i| format!("package-{i:02}")).collect();
+    let pkgs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1.0-1")).collect();
+    let old = state(&pkgs);
+    let hash = old.content_hash().to_string();
+    assert_eq!(s.report(&a, &old).await, StatusCode::NO_CONTENT);
+    let moved_on = state(&[("bash", "5.2-1")]);
+    assert_eq!(s.report(&a, &moved_on).await, StatusCode::NO_CONTENT);
+
+    let store = s.store.clone();
+    let cleaned = store
+        .write(|conn| retention::cleanup(conn, now_ms() + 3_600_000))
+        .await
+        .expect("cleanup");
+    assert_eq!(cleaned.states, 1, "{cleaned:?}");
+    let h = hash.clone();
+    let held = move || {
+        let h = h.clone();
+        let store = store.clone();
+        async move {
+            store
+                .run(move |conn| content::has_state(conn, &h))
+                .await
+                .expect("lookup")
+        }
+    };
+    assert!(!held().await, "cleanup removed it");
+
+    // The machine goes back to it and sends it whole straight away.
+    let (code, v) = s
+        .call(
+            Method::PUT,
+            &format!("/api/endpoints/{}/state", a.id),
+            Some(&a.token),
+            Some(json!({ "hash": hash, "packages": old })),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{v}");
+    assert!(held().await, "stored again");
+    let (code, v) = s
+        .get(&format!("/api/endpoints/{}/state", a.id), &admin)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["hash"], hash.as_str());
+    assert_eq!(v["packages"].as_array().map(Vec::len), Some(20), "{v}");
     s.stop().await;
 }
