@@ -64,3 +64,49 @@ fn both_migration_folders_define_the_same_schema() {
     assert!(a.migrate().expect("again").is_empty());
     assert!(b.migrate().expect("again").is_empty());
 }
+
+#[derive(Debug, QueryableByName)]
+struct Storage {
+    #[diesel(sql_type = Text)]
+    column: String,
+    #[diesel(sql_type = Text)]
+    storage: String,
+}
+
+/// Contents are zstd-compressed before they are stored: PostgreSQL keeps
+/// them out of line without trying its own compression on them again.
+#[test]
+fn compressed_contents_are_not_compressed_again_by_postgresql() {
+    let Some(pg) = crate::pg::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let postgres = crate::harness::settings_for(
+        dir.path(),
+        &[("DATABASE_TYPE", "postgresql"), ("DATABASE_URL", &pg.url)],
+    );
+    let store = Store::open(&postgres.database).expect("postgres");
+    store.migrate().expect("postgres migrations");
+    let mut conn = store.blocking_conn().expect("connection");
+    let DbConnection::Pg(c) = &mut *conn else {
+        panic!("PostgreSQL")
+    };
+    let rows: Vec<Storage> = diesel::sql_query(
+        "SELECT c.relname || '.' || a.attname AS column, a.attstorage::text AS storage \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         WHERE c.relname IN ('states', 'target_contents', 'repo_contents') \
+         AND a.attname = 'content' ORDER BY 1",
+    )
+    .load(c)
+    .expect("catalog query");
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.column.as_str(), r.storage.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("repo_contents.content", "e"),
+            ("states.content", "e"),
+            ("target_contents.content", "e"),
+        ]
+    );
+}
