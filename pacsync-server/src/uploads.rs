@@ -93,14 +93,18 @@ impl Uploads {
 /// value is a thread's own), never raising it. Failing leaves it as it
 /// was, which is slower under load but not wrong.
 fn lower_priority() {
-    let me = Some(rustix::thread::gettid());
-    let now = rustix::process::getpriority_process(me).unwrap_or(0);
-    if now >= NICE {
+    if own_nice().unwrap_or(0) >= NICE {
         return;
     }
+    let me = Some(rustix::thread::gettid());
     if let Err(e) = rustix::process::setpriority_process(me, NICE) {
         tracing::debug!("cannot lower an upload worker's priority: {e}");
     }
+}
+
+/// The calling thread's nice value.
+fn own_nice() -> rustix::io::Result<i32> {
+    rustix::process::getpriority_process(Some(rustix::thread::gettid()))
 }
 
 #[cfg(test)]
@@ -109,16 +113,14 @@ mod tests {
 
     /// Answers the worker's own nice value, in the error's message.
     fn nice_of_worker(_: &[u8]) -> Result<Upload, ApiError> {
-        let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid()))
-            .map_or_else(|e| format!("getpriority: {e}"), |n| n.to_string());
+        let nice = own_nice().map_or_else(|e| format!("getpriority: {e}"), |n| n.to_string());
         Err(ApiError::bad_request("nice", nice))
     }
 
     #[tokio::test]
     async fn workers_run_below_the_threads_answering_requests() {
         let uploads = Uploads::start(nice_of_worker);
-        let here = rustix::process::getpriority_process(Some(rustix::thread::gettid()))
-            .expect("getpriority");
+        let here = own_nice().expect("getpriority");
         let Err(answer) = uploads.check(Bytes::from_static(b"{}")).await else {
             panic!("the handler answers an error");
         };

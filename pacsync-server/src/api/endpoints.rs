@@ -441,23 +441,25 @@ pub async fn report_state(
             // hand for this transaction, rather than through the small
             // cache, which concurrent reports may have moved on meanwhile
             // (and each would then read and parse its state again).
-            let mut known = endpoints::Content::Unchecked;
             let Some((state, new)) = new else {
-                return endpoints::report_state(conn, &id, &reported, known)
-                    .map(|touched| (None, touched));
+                return endpoints::report_state(
+                    conn,
+                    &id,
+                    &reported,
+                    endpoints::Content::Unchecked,
+                )
+                .map(|touched| (None, touched));
             };
             match &new {
                 Some(new) => content::insert_state(conn, new)?,
-                // Seen stored, but retention may have removed it since.
-                None if !content::has_state(conn, &reported)? => {
-                    let prepared = content::prepare_state(state.clone(), reported.clone())?;
-                    content::insert_state(conn, &prepared)?;
+                // Seen stored lately, but retention may have removed it
+                // since: stored unless it is there.
+                None => {
+                    content::put_state(conn, state.clone())?;
                 }
-                None => {}
             }
-            known = endpoints::Content::Stored;
             let touched = content::with_state_at_hand(&reported, &state, || {
-                endpoints::report_state(conn, &id, &reported, known)
+                endpoints::report_state(conn, &id, &reported, endpoints::Content::Stored)
             })?;
             Ok((Some(state), touched))
         })
