@@ -450,16 +450,17 @@ pub async fn report_state(
                 )
                 .map(|touched| (None, touched));
             };
-            match &new {
-                Some(new) => content::insert_state(conn, new)?,
+            let known = match &new {
+                Some(new) => endpoints::Content::New(new),
                 // Seen stored lately, but retention may have removed it
                 // since: stored unless it is there.
                 None => {
                     content::put_state(conn, state.clone())?;
+                    endpoints::Content::Stored
                 }
-            }
+            };
             let touched = content::with_state_at_hand(&reported, &state, || {
-                endpoints::report_state(conn, &id, &reported, endpoints::Content::Stored)
+                endpoints::report_state(conn, &id, &reported, known)
             })?;
             Ok((Some(state), touched))
         })

@@ -75,6 +75,17 @@ pub struct PreparedState {
     content: Vec<u8>,
 }
 
+impl PreparedState {
+    pub(super) fn package_count(&self) -> i64 {
+        self.package_count
+    }
+
+    /// The compressed content, as stored.
+    pub(super) fn content(&self) -> &[u8] {
+        &self.content
+    }
+}
+
 /// The CPU-bound half of storing a state (serialize, compress), done
 /// before taking a writer's turn. The parsed state goes to the cache: the
 /// report that sent it needs it next. `hash` is the state's (hashed once,

@@ -5,11 +5,13 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use serde_json::json;
 
 use super::changes::Touched;
+use super::content::PreparedState;
 use super::models::{EndpointRow, EndpointStateRow};
 use super::schema::{endpoint_states, endpoints, pools};
 use super::{
     DbConnection, StoreError, StoreResult, audit, credentials, holds, new_id, now_ms, status,
 };
+use crate::events::{self, Event};
 
 pub fn get(conn: &mut DbConnection, id: &str) -> StoreResult<EndpointRow> {
     endpoints::table
@@ -224,18 +226,19 @@ pub fn delete(conn: &mut DbConnection, id: &str, actor: &str, analysis: bool) ->
 }
 
 /// What a report's transaction knows of the reported state's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Content {
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
     /// Nothing: a new hash is looked up.
     Unchecked,
     /// The same transaction stored it just before: no lookup.
     Stored,
+    /// It came with the report: stored unless it is there.
+    New(&'a PreparedState),
 }
 
-/// Records that a machine reports state `hash` (whose content the store
-/// already has). An unchanged state costs one row update and no new rows,
-/// and changes nothing but `last_seen_at` ([`Touched::Nothing`]); what
-/// else it changed the answer says.
+/// Records that a machine reports state `hash`. An unchanged state costs
+/// one row update and no new rows, and changes nothing but `last_seen_at`
+/// ([`Touched::Nothing`]); what else it changed the answer says.
 ///
 /// A changed state reads the machine's row, then (on PostgreSQL) its pool
 /// with a share lock, the pool's target and whether an operation runs, in
@@ -244,19 +247,34 @@ pub enum Content {
 /// the target and storing the status it computed from it, and it is taken
 /// before the machine's row is written, in set-latest's order. The status
 /// is computed from the row as the report leaves it and written with it.
+///
+/// On PostgreSQL one more statement does the rest of a changed report: the
+/// content stored (when it came with the report), the machine's row
+/// written, its history row, and the transaction's notifications — each
+/// round trip a report makes is one more wait for a busy CPU, by the
+/// server and by the database, with the machine's row locked.
 pub fn report_state(
     conn: &mut DbConnection,
     id: &str,
     hash: &str,
-    content: Content,
+    content: Content<'_>,
 ) -> StoreResult<Touched> {
     let ep = get(conn, id)?;
     let now = now_ms();
     let changed = ep.state_hash.as_deref() != Some(hash);
+    let on_pg = matches!(conn, DbConnection::Pg(_));
+    let upload = match content {
+        Content::New(p) if changed && on_pg => Some(p),
+        Content::New(p) => {
+            super::content::insert_state(conn, p)?;
+            None
+        }
+        _ => None,
+    };
     // A new hash must name a content the server has; checked here, inside
     // the transaction, so a hash-only report costs one trip to the database
     // and retention cannot remove the content in between.
-    if changed && content == Content::Unchecked && !super::content::has_state(conn, hash)? {
+    if changed && matches!(content, Content::Unchecked) && !super::content::has_state(conn, hash)? {
         return Err(StoreError::conflict(
             "state_content_required",
             "the server does not have this state; send it again with its packages",
@@ -288,59 +306,58 @@ pub fn report_state(
     // changes), the pool and the last error. Otherwise, rarely, it is
     // computed again from the row as written.
     let (pool, error) = (ep.pool_id.as_deref(), ep.last_error.as_deref());
-    let target = endpoints::table
-        .find(id)
-        .filter(endpoints::status.eq(&ep.status))
-        .filter(holds!(endpoints::pool_id, pool))
-        .filter(holds!(endpoints::last_error, error));
-    // On PostgreSQL a changed state's history row goes in with the row's
-    // update, in the same statement: the update's row, if it was made.
-    let mut history_written = false;
-    let written = if changed && let DbConnection::Pg(pg) = conn {
-        let n = diesel::sql_query(
-            "WITH u AS (UPDATE endpoints SET state_hash = $1, state_changed_at = $2, \
-             last_seen_at = $2, updated_at = $2, status = $3 \
-             WHERE id = $4 AND status = $5 AND pool_id IS NOT DISTINCT FROM $6 \
-             AND last_error IS NOT DISTINCT FROM $7 RETURNING id) \
-             INSERT INTO endpoint_states (id, endpoint_id, state_hash, reported_at) \
-             SELECT $8, id, $1, $2 FROM u",
-        )
-        .bind::<Text, _>(hash)
-        .bind::<BigInt, _>(now)
-        .bind::<Text, _>(status)
-        .bind::<Text, _>(id)
-        .bind::<Text, _>(&ep.status)
-        .bind::<Nullable<Text>, _>(pool)
-        .bind::<Nullable<Text>, _>(error)
-        .bind::<Text, _>(new_id())
-        .execute(pg)?;
-        history_written = n > 0;
-        n
-    } else if changed {
-        diesel::update(target)
-            .set((
-                endpoints::state_hash.eq(hash),
-                endpoints::state_changed_at.eq(now),
-                endpoints::last_seen_at.eq(now),
-                endpoints::updated_at.eq(now),
-                endpoints::status.eq(status),
-            ))
-            .execute(conn)?
-    } else {
-        diesel::update(target)
-            .set((
-                endpoints::last_seen_at.eq(now),
-                endpoints::status.eq(status),
-            ))
-            .execute(conn)?
+    let guard = Guard {
+        status: &ep.status,
+        pool,
+        error,
     };
-    if written == 0 {
+    let announced =
+        (ep.status != status).then(|| status::status_event(id, pool, &ep.status, status));
+    let written = match conn {
+        DbConnection::Pg(pg) if changed => {
+            let written =
+                write_changed_pg(pg, id, hash, now, status, &guard, upload, announced.clone())?;
+            if written {
+                // Carried by that statement; on SQLite the events go out
+                // after the commit.
+                return Ok(Touched::Listed);
+            }
+            false
+        }
+        _ => {
+            let target = endpoints::table
+                .find(id)
+                .filter(endpoints::status.eq(guard.status))
+                .filter(holds!(endpoints::pool_id, pool))
+                .filter(holds!(endpoints::last_error, error));
+            let n = if changed {
+                diesel::update(target)
+                    .set((
+                        endpoints::state_hash.eq(hash),
+                        endpoints::state_changed_at.eq(now),
+                        endpoints::last_seen_at.eq(now),
+                        endpoints::updated_at.eq(now),
+                        endpoints::status.eq(status),
+                    ))
+                    .execute(conn)?
+            } else {
+                diesel::update(target)
+                    .set((
+                        endpoints::last_seen_at.eq(now),
+                        endpoints::status.eq(status),
+                    ))
+                    .execute(conn)?
+            };
+            n > 0
+        }
+    };
+    if !written {
         write_report(conn, id, hash, changed, now)?;
         status::recompute_endpoint(conn, id)?;
-    } else if ep.status != status {
-        status::announce_status(id, pool, &ep.status, status);
+    } else if let Some(e) = announced {
+        events::emit(e.scope, e.message);
     }
-    if changed && !history_written {
+    if changed {
         diesel::insert_into(endpoint_states::table)
             .values(EndpointStateRow {
                 id: new_id(),
@@ -351,6 +368,80 @@ pub fn report_state(
             .execute(conn)?;
     }
     Ok(Touched::Listed)
+}
+
+/// What a report's conditional write expects the machine's row to hold
+/// still: what its status was computed from.
+struct Guard<'a> {
+    status: &'a str,
+    pool: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+/// A changed report's writes on PostgreSQL, in one statement: the content
+/// (`upload`, stored unless it is there), and, if the row still holds what
+/// `guard` says, the machine's row with its `status`, the state's history
+/// row and the transaction's notifications, `announced` last. Whether the
+/// row was written; if not, nothing but the content was, and the
+/// notifications are left to the commit.
+#[allow(clippy::too_many_arguments)]
+fn write_changed_pg(
+    pg: &mut diesel::PgConnection,
+    id: &str,
+    hash: &str,
+    now: i64,
+    status: &str,
+    guard: &Guard<'_>,
+    upload: Option<&PreparedState>,
+    announced: Option<Event>,
+) -> StoreResult<bool> {
+    use diesel::sql_types::{Array, Binary};
+    #[derive(QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = BigInt)]
+        written: i64,
+        #[diesel(sql_type = BigInt)]
+        notified: i64,
+    }
+    let (channels, payloads) = super::pg_notices(Touched::Listed, announced.as_slice());
+    let expected = payloads.len();
+    // Every data-modifying part runs whether or not the main query reads
+    // it; `n`, a plain query, runs because it is read.
+    let row: Written = diesel::sql_query(
+        "WITH s AS (INSERT INTO states (hash, package_count, content, created_at) \
+         SELECT $1, $9, $10, $2 WHERE $10::bytea IS NOT NULL ON CONFLICT DO NOTHING), \
+         u AS (UPDATE endpoints SET state_hash = $1, state_changed_at = $2, \
+         last_seen_at = $2, updated_at = $2, status = $3 \
+         WHERE id = $4 AND status = $5 AND pool_id IS NOT DISTINCT FROM $6 \
+         AND last_error IS NOT DISTINCT FROM $7 RETURNING id), \
+         h AS (INSERT INTO endpoint_states (id, endpoint_id, state_hash, reported_at) \
+         SELECT $8, id, $1, $2 FROM u RETURNING 1), \
+         n AS (SELECT pg_notify(c, p) FROM unnest($11::text[], $12::text[]) AS t(c, p) \
+         WHERE EXISTS (SELECT 1 FROM h)) \
+         SELECT (SELECT count(*) FROM h) AS written, (SELECT count(*) FROM n) AS notified",
+    )
+    .bind::<Text, _>(hash)
+    .bind::<BigInt, _>(now)
+    .bind::<Text, _>(status)
+    .bind::<Text, _>(id)
+    .bind::<Text, _>(guard.status)
+    .bind::<Nullable<Text>, _>(guard.pool)
+    .bind::<Nullable<Text>, _>(guard.error)
+    .bind::<Text, _>(new_id())
+    .bind::<Nullable<BigInt>, _>(upload.map(PreparedState::package_count))
+    .bind::<Nullable<Binary>, _>(upload.map(PreparedState::content))
+    .bind::<Array<Text>, _>(channels)
+    .bind::<Array<Text>, _>(payloads)
+    .get_result(pg)?;
+    if row.written == 0 {
+        return Ok(false);
+    }
+    debug_assert_eq!(usize::try_from(row.notified).ok(), Some(expected));
+    if let Some(e) = announced {
+        events::emit(e.scope, e.message);
+    }
+    super::pg_notices_sent(Touched::Listed);
+    Ok(true)
 }
 
 /// A report's change of the machine's row, status aside.

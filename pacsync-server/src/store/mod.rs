@@ -432,7 +432,7 @@ where
 
 /// [`write_tx`], returning the events of a committed transaction.
 /// `origin` is the replica that bumps its own counters once this commits
-/// (see [`pg_notify`]); `None` when nobody does.
+/// (see [`pg_notices`]); `None` when nobody does.
 fn write_tx_events<T, F>(
     conn: &mut DbConnection,
     origin: Option<&str>,
@@ -442,32 +442,85 @@ where
     F: FnOnce(&mut DbConnection) -> StoreResult<(T, Touched)>,
 {
     events::begin();
-    let result = write_tx_inner(conn, origin, f);
+    NOTICES.set(Notices {
+        origin: origin.map(str::to_owned),
+        ..Notices::default()
+    });
+    let result = write_tx_inner(conn, f);
     let events = events::take();
+    NOTICES.take();
     result.map(|v| (v, events))
 }
 
-/// Sends the transaction's notifications, all in one statement: its
-/// events, and what it changed for the other replicas' read caches.
-/// `origin` (the replica that bumps its own counters after the commit)
-/// goes with the latter, so that this replica's listener skips it.
-fn pg_notify(
-    conn: &mut diesel::PgConnection,
-    touched: Touched,
-    origin: Option<&str>,
-) -> StoreResult<()> {
+thread_local! {
+    /// What the write transaction running on this thread (one per thread
+    /// at a time, as for [`events::emit`]) sent of its notifications so far.
+    static NOTICES: std::cell::RefCell<Notices> = std::cell::RefCell::new(Notices::default());
+}
+
+#[derive(Default)]
+struct Notices {
+    /// The replica that bumps its own counters after the commit.
+    origin: Option<String>,
+    /// How many of the transaction's events went out.
+    events: usize,
+    /// The change the other replicas' read caches were told of.
+    changes: Option<Touched>,
+}
+
+/// The notifications of the running write transaction that have not gone
+/// out yet, as `pg_notify`'s channels and payloads, if it ended now having
+/// changed `touched`, with `extra` emitted last: its events, and what it
+/// changed for the other replicas' read caches. The origin (see
+/// [`write_tx_events`]) goes with the latter, so that this replica's
+/// listener skips it.
+///
+/// A statement may carry them (`pg_notify` over `unnest` of the two
+/// arrays), saving the commit's own round trip for them; it then calls
+/// [`pg_notices_sent`].
+pub(crate) fn pg_notices(touched: Touched, extra: &[Event]) -> (Vec<&'static str>, Vec<String>) {
+    let pending = events::pending();
+    NOTICES.with_borrow(|n| {
+        let mut unsent = pending.get(n.events..).unwrap_or_default().to_vec();
+        unsent.extend_from_slice(extra);
+        let mut payloads = events::pg_payloads(&unsent);
+        let mut channels = vec![events::PG_CHANNEL; payloads.len()];
+        if changes_needed(n, touched, pending.len() + extra.len()) {
+            channels.push(changes::PG_CHANNEL);
+            payloads.push(touched.as_payload_from(n.origin.as_deref()));
+        }
+        (channels, payloads)
+    })
+}
+
+/// Records that a statement carried [`pg_notices`]`(touched, extra)`, once
+/// `extra` was emitted.
+pub(crate) fn pg_notices_sent(touched: Touched) {
+    let emitted = events::pending().len();
+    NOTICES.with_borrow_mut(|n| {
+        if changes_needed(n, touched, emitted) {
+            n.changes = Some(touched);
+        }
+        n.events = emitted;
+    });
+}
+
+/// Whether the other replicas still need telling that a transaction with
+/// `events` events changed `touched`: they take any event as a change of
+/// what lists show; the rest needs saying (a change of credentials always
+/// does).
+fn changes_needed(n: &Notices, touched: Touched, events: usize) -> bool {
+    let needed = touched == Touched::Everything || (touched == Touched::Listed && events == 0);
+    needed && n.changes.is_none_or(|told| told < touched)
+}
+
+/// Sends what the transaction did not send yet of its notifications (see
+/// [`pg_notices`]), all in one statement.
+fn pg_notify(conn: &mut diesel::PgConnection, touched: Touched) -> StoreResult<()> {
     use diesel::sql_types::{Array, Text};
     // NOTIFY inside the transaction: PostgreSQL delivers it at commit and
     // drops it on rollback.
-    let payloads = events::pg_payloads(&events::pending());
-    let mut channels = vec![events::PG_CHANNEL; payloads.len()];
-    let mut payloads = payloads;
-    // Replicas take any event as a change of what lists show; the rest
-    // needs saying (a change of credentials always does).
-    if touched == Touched::Everything || (touched == Touched::Listed && payloads.is_empty()) {
-        channels.push(changes::PG_CHANNEL);
-        payloads.push(touched.as_payload_from(origin));
-    }
+    let (channels, payloads) = pg_notices(touched, &[]);
     if payloads.is_empty() {
         return Ok(());
     }
@@ -480,11 +533,7 @@ fn pg_notify(
     Ok(())
 }
 
-fn write_tx_inner<T, F>(
-    conn: &mut DbConnection,
-    origin: Option<&str>,
-    f: F,
-) -> StoreResult<(T, Touched)>
+fn write_tx_inner<T, F>(conn: &mut DbConnection, f: F) -> StoreResult<(T, Touched)>
 where
     F: FnOnce(&mut DbConnection) -> StoreResult<(T, Touched)>,
 {
@@ -492,7 +541,7 @@ where
         DbConnection::Pg(_) => conn.transaction(|c| {
             let (value, touched) = f(c)?;
             if let DbConnection::Pg(pg) = c {
-                pg_notify(pg, touched, origin)?;
+                pg_notify(pg, touched)?;
             }
             Ok((value, touched))
         }),

@@ -16,7 +16,7 @@ use super::changes::Touched;
 use super::models::{EndpointRow, PoolRow, PoolTargetRow};
 use super::schema::{endpoints, operations, pool_targets, pools};
 use super::{DbConnection, Store, StoreError, StoreResult, cache, content, holds, now_ms};
-use crate::events::{self, Scope};
+use crate::events::{self, Event, Scope};
 use serde_json::json;
 
 /// A pool as status computation needs it.
@@ -297,16 +297,27 @@ pub(super) fn announce_status(
     previous: &str,
     status: &str,
 ) {
-    events::emit(
-        Scope::Admins,
-        json!({
+    let e = status_event(endpoint_id, pool_id, previous, status);
+    events::emit(e.scope, e.message);
+}
+
+/// The event of [`announce_status`].
+pub(super) fn status_event(
+    endpoint_id: &str,
+    pool_id: Option<&str>,
+    previous: &str,
+    status: &str,
+) -> Event {
+    Event {
+        scope: Scope::Admins,
+        message: json!({
             "type": "endpoint_status",
             "endpoint_id": endpoint_id,
             "pool_id": pool_id,
             "status": status,
             "previous": previous,
         }),
-    );
+    }
 }
 
 /// Recomputes and stores one machine's status.
