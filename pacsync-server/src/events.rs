@@ -139,13 +139,13 @@ pub(crate) fn take() -> Vec<Event> {
     PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default()
 }
 
-/// A copy of what was emitted so far in this transaction.
-pub(crate) fn pending() -> Vec<Event> {
-    PENDING.with(|p| p.borrow().clone()).unwrap_or_default()
+/// Runs `f` on what was emitted so far in this transaction, in place.
+pub(crate) fn with_pending<T>(f: impl FnOnce(&[Event]) -> T) -> T {
+    PENDING.with_borrow(|p| f(p.as_deref().unwrap_or_default()))
 }
 
 /// Events as `pg_notify` payloads: JSON arrays, each under the size limit.
-pub fn pg_payloads(events: &[Event]) -> Vec<String> {
+pub fn pg_payloads<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     for e in events {

@@ -315,11 +315,22 @@ pub fn report_state(
         (ep.status != status).then(|| status::status_event(id, pool, &ep.status, status));
     let written = match conn {
         DbConnection::Pg(pg) if changed => {
-            let written =
-                write_changed_pg(pg, id, hash, now, status, &guard, upload, announced.clone())?;
-            if written {
-                // Carried by that statement; on SQLite the events go out
-                // after the commit.
+            if write_changed_pg(
+                pg,
+                id,
+                hash,
+                now,
+                status,
+                &guard,
+                upload,
+                announced.as_slice(),
+            )? {
+                // That statement carried the history row and every
+                // notification so far, the status change last.
+                if let Some(e) = announced {
+                    events::emit(e.scope, e.message);
+                }
+                super::pg_notices_sent(Touched::Listed);
                 return Ok(Touched::Listed);
             }
             false
@@ -381,9 +392,11 @@ struct Guard<'a> {
 /// A changed report's writes on PostgreSQL, in one statement: the content
 /// (`upload`, stored unless it is there), and, if the row still holds what
 /// `guard` says, the machine's row with its `status`, the state's history
-/// row and the transaction's notifications, `announced` last. Whether the
-/// row was written; if not, nothing but the content was, and the
-/// notifications are left to the commit.
+/// row and the transaction's notifications ([`super::pg_notices`]),
+/// `announced` last. Whether the row was written; if it was, the caller
+/// emits `announced` and records the notifications as sent; if not,
+/// nothing but the content was, and the notifications are left to the
+/// commit.
 #[allow(clippy::too_many_arguments)]
 fn write_changed_pg(
     pg: &mut diesel::PgConnection,
@@ -393,7 +406,7 @@ fn write_changed_pg(
     status: &str,
     guard: &Guard<'_>,
     upload: Option<&PreparedState>,
-    announced: Option<Event>,
+    announced: &[Event],
 ) -> StoreResult<bool> {
     use diesel::sql_types::{Array, Binary};
     #[derive(QueryableByName)]
@@ -403,7 +416,7 @@ fn write_changed_pg(
         #[diesel(sql_type = BigInt)]
         notified: i64,
     }
-    let (channels, payloads) = super::pg_notices(Touched::Listed, announced.as_slice());
+    let (channels, payloads) = super::pg_notices(Touched::Listed, announced);
     let expected = payloads.len();
     // Every data-modifying part runs whether or not the main query reads
     // it; `n`, a plain query, runs because it is read.
@@ -437,10 +450,6 @@ fn write_changed_pg(
         return Ok(false);
     }
     debug_assert_eq!(usize::try_from(row.notified).ok(), Some(expected));
-    if let Some(e) = announced {
-        events::emit(e.scope, e.message);
-    }
-    super::pg_notices_sent(Touched::Listed);
     Ok(true)
 }
 

@@ -479,24 +479,24 @@ struct Notices {
 /// arrays), saving the commit's own round trip for them; it then calls
 /// [`pg_notices_sent`].
 pub(crate) fn pg_notices(touched: Touched, extra: &[Event]) -> (Vec<&'static str>, Vec<String>) {
-    let pending = events::pending();
-    NOTICES.with_borrow(|n| {
-        let mut unsent = pending.get(n.events..).unwrap_or_default().to_vec();
-        unsent.extend_from_slice(extra);
-        let mut payloads = events::pg_payloads(&unsent);
-        let mut channels = vec![events::PG_CHANNEL; payloads.len()];
-        if changes_needed(n, touched, pending.len() + extra.len()) {
-            channels.push(changes::PG_CHANNEL);
-            payloads.push(touched.as_payload_from(n.origin.as_deref()));
-        }
-        (channels, payloads)
+    events::with_pending(|pending| {
+        NOTICES.with_borrow(|n| {
+            let unsent = pending.get(n.events..).unwrap_or_default();
+            let mut payloads = events::pg_payloads(unsent.iter().chain(extra));
+            let mut channels = vec![events::PG_CHANNEL; payloads.len()];
+            if changes_needed(n, touched, pending.len() + extra.len()) {
+                channels.push(changes::PG_CHANNEL);
+                payloads.push(touched.as_payload_from(n.origin.as_deref()));
+            }
+            (channels, payloads)
+        })
     })
 }
 
 /// Records that a statement carried [`pg_notices`]`(touched, extra)`, once
 /// `extra` was emitted.
 pub(crate) fn pg_notices_sent(touched: Touched) {
-    let emitted = events::pending().len();
+    let emitted = events::with_pending(<[Event]>::len);
     NOTICES.with_borrow_mut(|n| {
         if changes_needed(n, touched, emitted) {
             n.changes = Some(touched);
