@@ -95,7 +95,10 @@ impl Server {
             settings::DatabaseKind::Internal => None,
         };
         let archive = archive::Archive::open(&settings.archive)?;
-        let uploads = uploads::Uploads::start(api::endpoints::check_content);
+        let bases = store.bases().clone();
+        let uploads = uploads::Uploads::start(std::sync::Arc::new(move |body: &[u8]| {
+            api::endpoints::check_content(body, &bases)
+        }));
         let (stop, shutdown) = watch::channel(false);
         let (alive, drained) = mpsc::channel(1);
         Ok(Server {

@@ -38,7 +38,7 @@ pub const NICE: i32 = 5;
 
 /// What a worker does with one body: check it and make its content ready
 /// to store.
-pub type Handler = fn(&[u8]) -> Result<Upload, ApiError>;
+pub type Handler = Arc<dyn Fn(&[u8]) -> Result<Upload, ApiError> + Send + Sync>;
 
 type Job = (Bytes, oneshot::Sender<Result<Upload, ApiError>>);
 
@@ -55,7 +55,7 @@ impl Uploads {
         let (tx, rx) = mpsc::channel::<Job>(workers * 4);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..workers {
-            let rx = rx.clone();
+            let (rx, handler) = (rx.clone(), handler.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("pacsync-upload-{i}"))
                 .spawn(move || {
@@ -119,7 +119,7 @@ mod tests {
 
     #[tokio::test]
     async fn workers_run_below_the_threads_answering_requests() {
-        let uploads = Uploads::start(nice_of_worker);
+        let uploads = Uploads::start(Arc::new(nice_of_worker));
         let here = own_nice().expect("getpriority");
         let Err(answer) = uploads.check(Bytes::from_static(b"{}")).await else {
             panic!("the handler answers an error");

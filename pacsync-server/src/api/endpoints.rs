@@ -1,5 +1,6 @@
 //! `/api/endpoints`: machines, their state reports, plan and target.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -21,6 +22,8 @@ use super::{
     double_option, page_json, rfc3339,
 };
 use crate::auth::{Principal, Role};
+use crate::store::bases::Bases;
+use crate::store::content::PreparedState;
 use crate::store::endpoints::{self, EndpointPatch, ListFilter};
 use crate::store::models::EndpointRow;
 use crate::store::{StoreError, cache, content, operations, status};
@@ -315,7 +318,7 @@ fn content_required(hash: &str) -> ApiError {
 /// store. Runs on an upload worker ([`crate::uploads`]): UTF-8 checked
 /// once, parsed once, hashed once, compressed before the report's write
 /// transaction (which inserts it).
-pub fn check_content(body: &[u8]) -> Result<crate::uploads::Upload, ApiError> {
+pub fn check_content(body: &[u8], bases: &Bases) -> Result<crate::uploads::Upload, ApiError> {
     let body = std::str::from_utf8(body)
         .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?;
     let (claimed, state) = content::read_report(body).map_err(|e| body_error(&e))?;
@@ -330,7 +333,7 @@ pub fn check_content(body: &[u8]) -> Result<crate::uploads::Upload, ApiError> {
         )
         .with_details(json!({ "expected": actual.to_string() })));
     }
-    let state = std::sync::Arc::new(state);
+    let state = Arc::new(state);
     let hash = actual.to_string();
     // A machine sends its packages after the server answered that it lacks
     // them, so the content is made ready to insert without asking the
@@ -345,6 +348,7 @@ pub fn check_content(body: &[u8]) -> Result<crate::uploads::Upload, ApiError> {
             &state,
             hash.clone(),
             body.as_bytes(),
+            Some(bases),
         )?)
     };
     Ok(crate::uploads::Upload { hash, state, new })
@@ -412,7 +416,7 @@ pub async fn report_state(
                 (hash, None)
             }
             Some(p) => {
-                let state = std::sync::Arc::new(PackageState::from(p));
+                let state = Arc::new(PackageState::from(p));
                 if state.content_hash() != hash {
                     return Err(ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -429,11 +433,77 @@ pub async fn report_state(
             }
         }
     } else {
-        let upload = app.uploads.check(body).await?;
-        (upload.hash, Some((upload.state, upload.new)))
+        let upload = app.uploads.check(body.clone()).await?;
+        (upload.hash, Some((upload.state, upload.new, body)))
     };
-    let reported = hash.clone();
-    let uploaded = app
+    let uploaded = match write_report(&app, &id, &hash, new).await {
+        Err(Retry::Alone(state, body, base)) => {
+            // The base it was compressed against is gone (see
+            // `store::bases`): stored alone instead.
+            app.store.bases().forget(&base);
+            let h = hash.clone();
+            let prepared = tokio::task::spawn_blocking(move || {
+                content::prepare_state_report(&state, h, &body, None).map(|p| (state, p))
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("compressing a state failed: {e}")))??;
+            let (state, prepared) = prepared;
+            write_report(
+                &app,
+                &id,
+                &hash,
+                Some((state, Some(prepared), Bytes::new())),
+            )
+            .await
+            .map_err(Retry::into_error)?
+        }
+        other => other.map_err(Retry::into_error)?,
+    };
+    if let Some(state) = uploaded {
+        // Cached after the commit, for the machines that report it next
+        // by hash; the state this pushes out is freed on the blocking pool
+        // (it touches every package), not on the thread answering requests.
+        cache::KNOWN_STATES.insert(hash.clone(), ());
+        if let Some(evicted) = cache::STATES.insert(hash, state) {
+            tokio::task::spawn_blocking(move || drop(evicted));
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Why [`write_report`] failed.
+enum Retry {
+    /// The state's base is gone: the state, the report's body, the base.
+    Alone(Arc<PackageState>, Bytes, String),
+    Failed(ApiError),
+}
+
+impl Retry {
+    fn into_error(self) -> ApiError {
+        match self {
+            Retry::Failed(e) => e,
+            Retry::Alone(..) => ApiError::internal("a state's base is gone"),
+        }
+    }
+}
+
+/// A report's transaction: the machine's state is `hash`; `new` has the
+/// state when the report carried it, with its content to insert unless
+/// the server was seen to hold it lately, and the report's body. Gives the
+/// state a report carried, for the caches.
+async fn write_report(
+    app: &AppState,
+    id: &str,
+    hash: &str,
+    new: Option<(Arc<PackageState>, Option<PreparedState>, Bytes)>,
+) -> Result<Option<Arc<PackageState>>, Retry> {
+    let (id, reported) = (id.to_owned(), hash.to_owned());
+    // What a retry needs if the content's base has gone meanwhile.
+    let retry = new.as_ref().and_then(|(state, prepared, body)| {
+        let base = prepared.as_ref()?.base()?;
+        Some((state.clone(), body.clone(), base.to_owned()))
+    });
+    let written = app
         .store
         .write_touching(move |conn| {
             // A new content goes in with the report that names it: one
@@ -441,14 +511,14 @@ pub async fn report_state(
             // hand for this transaction, rather than through the small
             // cache, which concurrent reports may have moved on meanwhile
             // (and each would then read and parse its state again).
-            let Some((state, new)) = new else {
+            let Some((state, new, _)) = new else {
                 return endpoints::report_state(
                     conn,
                     &id,
                     &reported,
                     endpoints::Content::Unchecked,
                 )
-                .map(|touched| (None, touched));
+                .map(|touched| ((None, None), touched));
             };
             let known = match &new {
                 Some(new) => endpoints::Content::New(new),
@@ -462,23 +532,26 @@ pub async fn report_state(
             let touched = content::with_state_at_hand(&reported, &state, || {
                 endpoints::report_state(conn, &id, &reported, known)
             })?;
-            Ok((Some(state), touched))
+            let new_base = new.as_ref().and_then(PreparedState::new_base);
+            Ok(((Some(state), new_base), touched))
         })
-        .await
-        .map_err(|e| match ApiError::from(e) {
-            e if e.code == "state_content_required" => content_required(&hash),
-            e => e,
-        })?;
-    if let Some(state) = uploaded {
-        // Cached after the commit, for the machines that report it next
-        // by hash; the state this pushes out is freed on the blocking pool
-        // (it touches every package), not on the thread answering requests.
-        cache::KNOWN_STATES.insert(hash.clone(), ());
-        if let Some(evicted) = cache::STATES.insert(hash, state) {
-            tokio::task::spawn_blocking(move || drop(evicted));
+        .await;
+    match written {
+        Ok((state, new_base)) => {
+            if let Some(base) = new_base {
+                app.store.bases().adopt(base);
+            }
+            Ok(state)
         }
+        Err(e) if e.is_foreign_key_violation() && retry.is_some() => {
+            let (state, body, base) = retry.expect("checked");
+            Err(Retry::Alone(state, body, base))
+        }
+        Err(e) => Err(Retry::Failed(match ApiError::from(e) {
+            e if e.code == "state_content_required" => content_required(hash),
+            e => e,
+        })),
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The machine's current state with its packages.

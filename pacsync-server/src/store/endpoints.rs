@@ -415,14 +415,17 @@ fn write_changed_pg(
         written: i64,
         #[diesel(sql_type = BigInt)]
         notified: i64,
+        #[diesel(sql_type = BigInt)]
+        inserted: i64,
     }
     let (channels, payloads) = super::pg_notices(Touched::Listed, announced);
     let expected = payloads.len();
     // Every data-modifying part runs whether or not the main query reads
     // it; `n`, a plain query, runs because it is read.
     let row: Written = diesel::sql_query(
-        "WITH s AS (INSERT INTO states (hash, package_count, content, created_at) \
-         SELECT $1, $9, $10, $2 WHERE $10::bytea IS NOT NULL ON CONFLICT DO NOTHING), \
+        "WITH s AS (INSERT INTO states (hash, package_count, content, created_at, base) \
+         SELECT $1, $9, $10, $2, $13 WHERE $10::bytea IS NOT NULL ON CONFLICT DO NOTHING \
+         RETURNING 1), \
          u AS (UPDATE endpoints SET state_hash = $1, state_changed_at = $2, \
          last_seen_at = $2, updated_at = $2, status = $3 \
          WHERE id = $4 AND status = $5 AND pool_id IS NOT DISTINCT FROM $6 \
@@ -431,7 +434,8 @@ fn write_changed_pg(
          SELECT $8, id, $1, $2 FROM u RETURNING 1), \
          n AS (SELECT pg_notify(c, p) FROM unnest($11::text[], $12::text[]) AS t(c, p) \
          WHERE EXISTS (SELECT 1 FROM h)) \
-         SELECT (SELECT count(*) FROM h) AS written, (SELECT count(*) FROM n) AS notified",
+         SELECT (SELECT count(*) FROM h) AS written, (SELECT count(*) FROM n) AS notified, \
+         (SELECT count(*) FROM s) AS inserted",
     )
     .bind::<Text, _>(hash)
     .bind::<BigInt, _>(now)
@@ -445,7 +449,11 @@ fn write_changed_pg(
     .bind::<Nullable<Binary>, _>(upload.map(PreparedState::content))
     .bind::<Array<Text>, _>(channels)
     .bind::<Array<Text>, _>(payloads)
+    .bind::<Nullable<Text>, _>(upload.and_then(PreparedState::base))
     .get_result(pg)?;
+    if let Some(u) = upload.filter(|_| row.inserted > 0) {
+        u.mark_inserted();
+    }
     if row.written == 0 {
         return Ok(false);
     }

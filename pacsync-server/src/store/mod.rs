@@ -6,6 +6,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod bases;
 pub mod cache;
 pub mod changes;
 pub mod content;
@@ -87,6 +88,20 @@ impl StoreError {
             code,
             message: message.into(),
         }
+    }
+
+    /// A row named a row that is not there (or no longer).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        let StoreError::Other(e) = self else {
+            return false;
+        };
+        matches!(
+            e.downcast_ref::<DieselError>(),
+            Some(DieselError::DatabaseError(
+                DatabaseErrorKind::ForeignKeyViolation,
+                _
+            ))
+        )
     }
 
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
@@ -249,6 +264,8 @@ pub struct Store {
     writer: std::sync::Arc<parking_lot::FairMutex<()>>,
     /// What committed writes changed, for the API's read caches.
     generations: std::sync::Arc<Generations>,
+    /// The states new ones are compressed against, for this database.
+    bases: std::sync::Arc<bases::Bases>,
 }
 
 impl std::fmt::Debug for Store {
@@ -281,11 +298,17 @@ impl Store {
             hub: Hub::default(),
             writer: std::sync::Arc::default(),
             generations: std::sync::Arc::default(),
+            bases: std::sync::Arc::default(),
         })
     }
 
     pub fn kind(&self) -> DatabaseKind {
         self.kind
+    }
+
+    /// The states new ones are compressed against ([`bases`]).
+    pub fn bases(&self) -> &std::sync::Arc<bases::Bases> {
+        &self.bases
     }
 
     /// Where committed changes are announced to this process's sockets.

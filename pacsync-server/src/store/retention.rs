@@ -5,7 +5,8 @@
 //! repositories) go when older than the cutoff and nothing that may still
 //! need them points at them: a machine's current state, a remaining history
 //! row, a revert point (the state before a machine's last operations — see
-//! [`REVERT_POINTS`]), an active operation, or a pool target. The age guard
+//! [`REVERT_POINTS`]), an active operation, a pool target, or a state
+//! compressed against it ([`super::bases`]). The age guard
 //! also keeps a content just uploaded by a report whose transaction has not
 //! recorded it yet.
 //!
@@ -48,7 +49,8 @@ pub fn cleanup(conn: &mut DbConnection, cutoff_ms: i64) -> StoreResult<Cleaned> 
          AND hash NOT IN (SELECT state_hash FROM endpoint_states) \
          AND hash NOT IN ({REVERT_POINTS}) \
          AND hash NOT IN (SELECT target_hash FROM operations \
-             WHERE status IN ('queued', 'running') AND target_hash IS NOT NULL)"
+             WHERE status IN ('queued', 'running') AND target_hash IS NOT NULL) \
+         AND NOT EXISTS (SELECT 1 FROM states d WHERE d.base = states.hash)"
     ))
     .execute(conn)?;
     let targets = diesel::sql_query(format!(

@@ -35,6 +35,7 @@ diesel::table! {
         package_count -> BigInt,
         content -> Binary,
         created_at -> BigInt,
+        base -> Nullable<Text>,
     }
 }
 

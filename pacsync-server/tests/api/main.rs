@@ -8,6 +8,7 @@ mod archive_gc;
 mod archive_kill;
 mod authz;
 mod bad_input;
+mod bases;
 mod caches;
 mod concurrency;
 mod durability;
