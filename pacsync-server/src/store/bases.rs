@@ -21,7 +21,7 @@
 //! and is done again with the state stored alone ([`Bases::forget`]).
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,9 +112,17 @@ impl std::hash::Hasher for IdentityHasher {
     }
 }
 
+/// A 64-bit key per package name (FNV-1a: short names, no adversary to
+/// fear — a collision only makes a base look a little nearer).
 fn name_keys(state: &PackageState) -> Vec<u64> {
-    let hasher = BuildHasherDefault::<DefaultHasher>::default();
-    state.iter().map(|p| hasher.hash_one(&p.name)).collect()
+    state
+        .iter()
+        .map(|p| {
+            p.name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
+        })
+        .collect()
 }
 
 /// A state's content compressed for storing.
