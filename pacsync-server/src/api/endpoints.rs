@@ -413,6 +413,16 @@ pub async fn report_state(
                     }
                     cache::KNOWN_STATES.insert(hash.clone(), ());
                 }
+                // Most reports are of the state the machine had: one
+                // statement, no transaction.
+                let (i, h) = (id.clone(), hash.clone());
+                let touched = app
+                    .store
+                    .write_statement(move |c| endpoints::touch_unchanged(c, &i, &h))
+                    .await?;
+                if touched {
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
                 (hash, None)
             }
             Some(p) => {
@@ -543,14 +553,15 @@ async fn write_report(
             }
             Ok(state)
         }
-        Err(e) if e.is_foreign_key_violation() && retry.is_some() => {
-            let (state, body, base) = retry.expect("checked");
-            Err(Retry::Alone(state, body, base))
-        }
-        Err(e) => Err(Retry::Failed(match ApiError::from(e) {
-            e if e.code == "state_content_required" => content_required(hash),
-            e => e,
-        })),
+        Err(e) => match retry {
+            Some((state, body, base)) if e.is_foreign_key_violation() => {
+                Err(Retry::Alone(state, body, base))
+            }
+            _ => Err(Retry::Failed(match ApiError::from(e) {
+                e if e.code == "state_content_required" => content_required(hash),
+                e => e,
+            })),
+        },
     }
 }
 

@@ -236,6 +236,23 @@ pub enum Content<'a> {
     New(&'a PreparedState),
 }
 
+/// An unchanged report in one statement: the machine's `last_seen_at`,
+/// if its state is `hash` and it is not offline (a machine coming back
+/// has its status computed again, by [`report_state`]). Whether it was;
+/// if not, the report takes [`report_state`]'s way. For
+/// [`super::Store::write_statement`].
+pub fn touch_unchanged(conn: &mut DbConnection, id: &str, hash: &str) -> StoreResult<bool> {
+    let n = diesel::update(
+        endpoints::table
+            .find(id)
+            .filter(endpoints::state_hash.eq(hash))
+            .filter(endpoints::status.ne("offline")),
+    )
+    .set(endpoints::last_seen_at.eq(now_ms()))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
 /// Records that a machine reports state `hash`. An unchanged state costs
 /// one row update and no new rows, and changes nothing but `last_seen_at`
 /// ([`Touched::Nothing`]); what else it changed the answer says.

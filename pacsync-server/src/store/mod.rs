@@ -386,6 +386,34 @@ impl Store {
             .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
     }
 
+    /// One statement that changes nothing a cache or a listener follows
+    /// (a machine's `last_seen_at`), outside a transaction: atomic by
+    /// itself, and without the round trips of `BEGIN` and `COMMIT`. On
+    /// SQLite it still waits for the writer's turn.
+    pub async fn write_statement<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> StoreResult<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_statement_blocking(f))
+            .await
+            .map_err(|e| StoreError::Other(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// [`Store::write_statement`] for callers on their own thread.
+    pub fn write_statement_blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut DbConnection) -> StoreResult<T>,
+    {
+        let _turn = match self.kind {
+            DatabaseKind::Internal => Some(self.writer.lock()),
+            DatabaseKind::Postgresql => None,
+        };
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
     /// [`Store::write`] for callers on their own thread.
     pub fn write_blocking<T, F>(&self, f: F) -> StoreResult<T>
     where

@@ -68,6 +68,22 @@ async fn counted_report(store: &Store, id: &str, s: &PackageState, upload: bool)
     .expect("report thread")
 }
 
+/// The handler's first try at a hash-only report ([`endpoints::touch_unchanged`]):
+/// whether it was the machine's state, and the statements it took.
+async fn counted_touch(store: &Store, id: &str, s: &PackageState) -> (bool, u64) {
+    let (store, id, hash) = (store.clone(), id.to_owned(), s.content_hash().to_string());
+    tokio::task::spawn_blocking(move || {
+        let (before, checks) = (statements_here(), checks_here());
+        let touched = store
+            .write_statement_blocking(|c| endpoints::touch_unchanged(c, &id, &hash))
+            .expect("touch");
+        let checks = checks_here() - checks;
+        (touched, statements_here() - before - checks)
+    })
+    .await
+    .expect("touch thread")
+}
+
 async fn reports_take_few_statements(backend: Backend) {
     let Some(s) = TestServer::start(backend).await else {
         return;
@@ -117,6 +133,29 @@ async fn reports_take_few_statements(backend: Backend) {
     let (touched, n) = counted_report(&s.store, &m.id, &behind, false).await;
     assert_eq!(touched, Touched::Nothing);
     assert!(n <= UNCHANGED, "an unchanged report took {n} statements");
+    // The way the handler takes first: one statement, no transaction.
+    assert_eq!(counted_touch(&s.store, &m.id, &behind).await, (true, 1));
+    // Another state, or a machine gone offline, takes the transaction's.
+    assert_eq!(counted_touch(&s.store, &m.id, &ahead).await, (false, 1));
+    let id = m.id.clone();
+    s.store
+        .write(move |c| {
+            use diesel::prelude::*;
+            use pacsync_server::store::schema::endpoints as e;
+            diesel::update(e::table.find(&id))
+                .set(e::status.eq("offline"))
+                .execute(c)?;
+            Ok(())
+        })
+        .await
+        .expect("offline");
+    assert_eq!(counted_touch(&s.store, &m.id, &behind).await, (false, 1));
+    assert_eq!(s.report(&m, &behind).await, StatusCode::NO_CONTENT);
+    assert_eq!(
+        status_of(s.endpoint(&admin, &m.id).await).as_deref(),
+        Some("behind"),
+        "back from offline"
+    );
 
     // Each state change is in the history, the unchanged report is not.
     let (st, v) = s
