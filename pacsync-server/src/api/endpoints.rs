@@ -402,7 +402,6 @@ pub async fn report_state(
         let hash: ContentHash = report.hash.parse().map_err(|_| invalid_hash())?;
         match report.packages {
             None => {
-                let parsed = hash;
                 let hash = hash.to_string();
                 // A state the server lacks is answered without a writer's
                 // turn; one it was seen to hold goes straight to the
@@ -415,18 +414,14 @@ pub async fn report_state(
                     cache::KNOWN_STATES.insert(hash.clone(), ());
                 }
                 // Most reports are of the state the machine had: one
-                // statement, no transaction — unless the machine is known
-                // to have reported another state last.
-                if !app.store.state_hints().differs(&id, &parsed) {
-                    let (i, h) = (id.clone(), hash.clone());
-                    let touched = app
-                        .store
-                        .write_statement(move |c| endpoints::touch_unchanged(c, &i, &h))
-                        .await?;
-                    if touched {
-                        app.store.state_hints().set(&id, parsed);
-                        return Ok(StatusCode::NO_CONTENT.into_response());
-                    }
+                // statement, no transaction.
+                let (i, h) = (id.clone(), hash.clone());
+                let touched = app
+                    .store
+                    .write_statement(move |c| endpoints::touch_unchanged(c, &i, &h))
+                    .await?;
+                if touched {
+                    return Ok(StatusCode::NO_CONTENT.into_response());
                 }
                 (hash, None)
             }
@@ -474,9 +469,6 @@ pub async fn report_state(
         }
         other => other.map_err(Retry::into_error)?,
     };
-    if let Ok(h) = hash.parse() {
-        app.store.state_hints().set(&id, h);
-    }
     if let Some(state) = uploaded {
         // Cached after the commit, for the machines that report it next
         // by hash; the state this pushes out is freed on the blocking pool

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use pacsync_core::state::{ContentHash, PackageState, TargetState};
+use pacsync_core::state::{PackageState, TargetState};
 use pacsync_core::status::Drift;
 
 /// Entries with the tick of their last use, and the clock.
@@ -80,35 +80,6 @@ pub static KNOWN_STATES: LazyLock<Lru<()>> = LazyLock::new(|| Lru::new(4096));
 /// Drift by (state hash, target and policy fingerprint): a few bytes each.
 pub static DRIFTS: LazyLock<Lru<Drift>> = LazyLock::new(|| Lru::new(4096));
 
-/// The state each machine last reported through this process, as a hint
-/// for the next report: one of the same state takes one statement
-/// ([`super::endpoints::touch_unchanged`]), which a report of another
-/// state would only waste. A hint only: another replica may have taken
-/// a report since, and a wrong hint costs one statement, never a wrong
-/// answer. About 100 bytes a machine; forgotten all at once past
-/// [`StateHints::MAX`] machines.
-#[derive(Debug, Default)]
-pub struct StateHints {
-    last: parking_lot::Mutex<HashMap<Box<str>, ContentHash>>,
-}
-
-impl StateHints {
-    pub const MAX: usize = 200_000;
-
-    /// Whether machine `id` is known to have reported another state last.
-    pub fn differs(&self, id: &str, hash: &ContentHash) -> bool {
-        self.last.lock().get(id).is_some_and(|h| h != hash)
-    }
-
-    pub fn set(&self, id: &str, hash: ContentHash) {
-        let mut last = self.last.lock();
-        if last.len() >= Self::MAX && !last.contains_key(id) {
-            last.clear();
-        }
-        last.insert(id.into(), hash);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,21 +95,5 @@ mod tests {
             (c.get("a"), c.get("b"), c.get("c")),
             (Some(1), None, Some(3))
         );
-    }
-
-    #[test]
-    fn a_hint_says_only_what_it_knows() {
-        let h = |b: u8| {
-            format!("{b:02x}")
-                .repeat(32)
-                .parse::<ContentHash>()
-                .expect("hex")
-        };
-        let hints = StateHints::default();
-        assert!(!hints.differs("m", &h(1)), "nothing known");
-        hints.set("m", h(1));
-        assert!(!hints.differs("m", &h(1)));
-        assert!(hints.differs("m", &h(2)));
-        assert!(!hints.differs("n", &h(2)));
     }
 }

@@ -266,8 +266,6 @@ pub struct Store {
     generations: std::sync::Arc<Generations>,
     /// The states new ones are compressed against, for this database.
     bases: std::sync::Arc<bases::Bases>,
-    /// The state each machine last reported here.
-    hints: std::sync::Arc<cache::StateHints>,
 }
 
 impl std::fmt::Debug for Store {
@@ -301,17 +299,11 @@ impl Store {
             writer: std::sync::Arc::default(),
             generations: std::sync::Arc::default(),
             bases: std::sync::Arc::default(),
-            hints: std::sync::Arc::default(),
         })
     }
 
     pub fn kind(&self) -> DatabaseKind {
         self.kind
-    }
-
-    /// The state each machine last reported through this process.
-    pub fn state_hints(&self) -> &cache::StateHints {
-        &self.hints
     }
 
     /// The states new ones are compressed against ([`bases`]).
