@@ -3,7 +3,7 @@
 //! The machines of a fleet report states that differ from one another in a
 //! few packages. Compressed alone, a state of 1,500 packages is some 23 KiB;
 //! compressed with a similar state as zstd's dictionary it is about half a
-//! KiB, and compressing it is about ten times faster. Such a state names its
+//! KiB, and compressing it is about four times faster. Such a state names its
 //! base in `states.base`. A base is always a state stored alone, so reading
 //! any state takes at most one other row; the foreign key, and retention,
 //! keep a base while a state names it.
@@ -54,8 +54,8 @@ pub struct Base {
     hash: String,
     /// The hashed package names, to find the base nearest a new state.
     names: HashSet<u64, BuildHasherDefault<IdentityHasher>>,
-    /// Has the base's JSON as its dictionary, made on first use (a state
-    /// stored alone is made a candidate, most are never used).
+    /// Has the base's JSON as its dictionary, made on first use: every
+    /// state stored alone is a candidate, and most never serve.
     compressor: parking_lot::Mutex<Dictionary>,
     made: Instant,
 }
