@@ -66,12 +66,6 @@ impl std::fmt::Debug for Base {
     }
 }
 
-impl Base {
-    pub fn hash(&self) -> &str {
-        &self.hash
-    }
-}
-
 enum Dictionary {
     /// The base's JSON.
     Json(Vec<u8>),
@@ -212,7 +206,8 @@ impl Bases {
     }
 }
 
-fn alone(json: &[u8], candidate: Option<Arc<Base>>) -> StoreResult<Compressed> {
+/// `json` compressed alone.
+pub(super) fn alone(json: &[u8], candidate: Option<Arc<Base>>) -> StoreResult<Compressed> {
     Ok(Compressed {
         content: super::content::compress_json(json)?,
         base: None,
@@ -226,20 +221,10 @@ pub fn decompress_with(bytes: &[u8], base: &[u8]) -> StoreResult<Vec<u8>> {
         StoreError::Other(anyhow::anyhow!("stored state unreadable: {e}"))
     };
     // Written in one piece, so its frame says its size.
-    let size = content_size(bytes).ok_or_else(|| unreadable(&"no content size"))?;
+    let size = super::content::content_size(bytes).ok_or_else(|| unreadable(&"no content size"))?;
     zstd::bulk::Decompressor::with_dictionary(base)
         .and_then(|mut d| d.decompress(bytes, size))
         .map_err(|e| unreadable(&e))
-}
-
-/// The size a zstd frame says its content has, unless absurd (a damaged
-/// frame must not make us allocate gigabytes).
-pub(super) fn content_size(bytes: &[u8]) -> Option<usize> {
-    const MAX: u64 = 256 << 20;
-    match zstd::zstd_safe::get_frame_content_size(bytes) {
-        Ok(Some(n)) if n <= MAX => usize::try_from(n).ok(),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

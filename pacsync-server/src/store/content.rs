@@ -53,9 +53,19 @@ pub(super) fn compress_json(json: &[u8]) -> StoreResult<Vec<u8>> {
 fn decompress_json(bytes: &[u8], what: &str) -> StoreResult<Vec<u8>> {
     let unreadable =
         |e: std::io::Error| StoreError::Other(anyhow::anyhow!("stored {what} unreadable: {e}"));
-    match bases::content_size(bytes) {
+    match content_size(bytes) {
         Some(size) => zstd::bulk::decompress(bytes, size).map_err(unreadable),
         None => zstd::decode_all(bytes).map_err(unreadable),
+    }
+}
+
+/// The size a zstd frame says its content has, unless absurd (a damaged
+/// frame must not make us allocate gigabytes).
+pub(super) fn content_size(bytes: &[u8]) -> Option<usize> {
+    const MAX: u64 = 256 << 20;
+    match zstd::zstd_safe::get_frame_content_size(bytes) {
+        Ok(Some(n)) if n <= MAX => usize::try_from(n).ok(),
+        _ => None,
     }
 }
 
@@ -88,6 +98,17 @@ pub struct PreparedState {
 }
 
 impl PreparedState {
+    fn new(hash: String, state: &PackageState, compressed: Compressed) -> Self {
+        PreparedState {
+            hash,
+            package_count: i64::try_from(state.len()).unwrap_or(i64::MAX),
+            content: compressed.content,
+            base: compressed.base,
+            candidate: compressed.candidate,
+            inserted: Cell::new(false),
+        }
+    }
+
     pub(super) fn package_count(&self) -> i64 {
         self.package_count
     }
@@ -120,14 +141,7 @@ impl PreparedState {
 /// by the caller).
 pub fn prepare_state(state: Arc<PackageState>, hash: String) -> StoreResult<PreparedState> {
     let json = serde_json::to_vec(&*state).map_err(anyhow::Error::from)?;
-    let prepared = PreparedState {
-        package_count: i64::try_from(state.len()).unwrap_or(i64::MAX),
-        content: compress_json(&json)?,
-        hash: hash.clone(),
-        base: None,
-        candidate: None,
-        inserted: Cell::new(false),
-    };
+    let prepared = PreparedState::new(hash.clone(), &state, bases::alone(&json, None)?);
     cache::STATES.insert(hash, state);
     Ok(prepared)
 }
@@ -152,20 +166,9 @@ pub fn prepare_state_report(
 ) -> StoreResult<PreparedState> {
     let compressed = match bases {
         Some(b) => b.compress(&hash, state, report)?,
-        None => Compressed {
-            content: compress_json(report)?,
-            base: None,
-            candidate: None,
-        },
+        None => bases::alone(report, None)?,
     };
-    Ok(PreparedState {
-        package_count: i64::try_from(state.len()).unwrap_or(i64::MAX),
-        content: compressed.content,
-        base: compressed.base,
-        candidate: compressed.candidate,
-        inserted: Cell::new(false),
-        hash,
-    })
+    Ok(PreparedState::new(hash, state, compressed))
 }
 
 /// A state report's two fields; anything else is refused.

@@ -8,7 +8,7 @@ use pacsync_core::state::PackageState;
 use pacsync_server::store::{Store, content, now_ms, retention};
 use reqwest::StatusCode;
 
-use crate::harness::{Backend, TestServer, pkg};
+use crate::harness::{Backend, Machine, TestServer, pkg};
 
 crate::on_both_backends!(similar_states_are_stored_against_a_base);
 crate::on_both_backends!(a_state_whose_base_went_is_stored_alone);
@@ -66,15 +66,21 @@ async fn cleanup(store: &Store) -> retention::Cleaned {
         .expect("cleanup")
 }
 
-async fn similar_states_are_stored_against_a_base(backend: Backend) {
-    let Some(s) = TestServer::start(backend).await else {
-        return;
-    };
-    let store = s.store.clone();
+/// A server with an admin's token and two machines `a` and `b` in a pool.
+async fn two_machines(backend: Backend) -> Option<(TestServer, String, Machine, Machine)> {
+    let s = TestServer::start(backend).await?;
     let admin = s.login("admin").await;
     let pool = s.create_pool(&admin, "p").await;
     let a = s.enroll(&admin, Some(&pool), "a").await;
     let b = s.enroll(&admin, Some(&pool), "b").await;
+    Some((s, admin, a, b))
+}
+
+async fn similar_states_are_stored_against_a_base(backend: Backend) {
+    let Some((s, _, a, b)) = two_machines(backend).await else {
+        return;
+    };
+    let store = s.store.clone();
     let (s1, s2) = (big("pkg", 1), big("pkg", 2));
     let h1 = s1.content_hash().to_string();
 
@@ -120,14 +126,10 @@ async fn similar_states_are_stored_against_a_base(backend: Backend) {
 }
 
 async fn a_state_whose_base_went_is_stored_alone(backend: Backend) {
-    let Some(s) = TestServer::start(backend).await else {
+    let Some((s, admin, a, b)) = two_machines(backend).await else {
         return;
     };
     let store = s.store.clone();
-    let admin = s.login("admin").await;
-    let pool = s.create_pool(&admin, "p").await;
-    let a = s.enroll(&admin, Some(&pool), "a").await;
-    let b = s.enroll(&admin, Some(&pool), "b").await;
     let (s1, s2) = (big("pkg", 1), big("pkg", 2));
     let h1 = s1.content_hash().to_string();
     assert_eq!(s.report(&a, &s1).await, StatusCode::NO_CONTENT);
