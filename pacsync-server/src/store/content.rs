@@ -4,12 +4,9 @@
 //! cost little more than 100.
 
 use diesel::prelude::*;
-use pacsync_core::package::Package;
 use pacsync_core::state::{PackageState, TargetState};
-use serde::de::{
-    DeserializeOwned, DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor,
-};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
 
 use super::bases::{Base, Bases, Compressed};
@@ -171,108 +168,7 @@ pub fn prepare_state_report(
     Ok(PreparedState::new(hash, state, compressed))
 }
 
-/// A state report's two fields; anything else is refused.
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "lowercase")]
-enum ReportField {
-    Hash,
-    Packages,
-}
-
-/// About the shortest a package is in JSON, with a dependency or two: the
-/// package list is sized from the report's length up front instead of
-/// growing (its reallocations were a tenth of an upload's time).
-const BYTES_PER_PACKAGE: usize = 128;
-
-/// Reads a state report in one pass: `{"hash": "<64 hex>", "packages":
-/// [...]}`, packages optional (a hash-only report) and `null` meaning none.
-/// `len` is the JSON's length, to size the package list.
-struct ReportSeed {
-    len: usize,
-}
-
-/// What [`read_report`] gives: the hash as written, and the packages if
-/// the report carried them.
-pub type Report = (String, Option<PackageState>);
-
-impl<'de> DeserializeSeed<'de> for ReportSeed {
-    type Value = Report;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Report, D::Error> {
-        d.deserialize_struct("StateReport", &["hash", "packages"], self)
-    }
-}
-
-impl<'de> Visitor<'de> for ReportSeed {
-    type Value = Report;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a state report")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Report, A::Error> {
-        let (mut hash, mut packages) = (None, None);
-        while let Some(field) = map.next_key()? {
-            match field {
-                ReportField::Hash if hash.is_some() => {
-                    return Err(A::Error::duplicate_field("hash"));
-                }
-                ReportField::Hash => hash = Some(map.next_value::<String>()?),
-                ReportField::Packages if packages.is_some() => {
-                    return Err(A::Error::duplicate_field("packages"));
-                }
-                ReportField::Packages => {
-                    packages = Some(map.next_value_seed(PackagesSeed {
-                        capacity: (self.len / BYTES_PER_PACKAGE).min(1 << 16),
-                    })?);
-                }
-            }
-        }
-        let hash = hash.ok_or_else(|| A::Error::missing_field("hash"))?;
-        Ok((hash, packages.flatten()))
-    }
-}
-
-/// A package list (or `null`) read straight into a state, its `Vec`
-/// allocated once.
-struct PackagesSeed {
-    capacity: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for PackagesSeed {
-    type Value = Option<PackageState>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PackagesSeed {
-    type Value = Option<PackageState>;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a list of packages")
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut packages = Vec::with_capacity(self.capacity);
-        while let Some(p) = seq.next_element::<Package>()? {
-            packages.push(p);
-        }
-        Ok(Some(PackageState::from(packages)))
-    }
-}
-
-/// Reads a state report ([`ReportSeed`]) from JSON text, to its end.
-pub fn read_report(json: &str) -> Result<Report, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(json);
-    let report = ReportSeed { len: json.len() }.deserialize(&mut de)?;
-    de.end()?;
-    Ok(report)
-}
+pub use pacsync_core::report::{Report, read_report};
 
 /// A state as stored: the list of its packages, or the whole report it
 /// came in ([`prepare_state_report`]).
@@ -422,63 +318,6 @@ mod tests {
 
     fn state() -> PackageState {
         serde_json::from_str(PACKAGES).expect("the packages parse")
-    }
-
-    #[test]
-    fn a_report_reads_in_one_pass_whatever_the_order_of_its_fields() {
-        let hash = "ab".repeat(32);
-        for json in [
-            format!(r#"{{"hash": "{hash}", "packages": {PACKAGES}}}"#),
-            format!(r#"{{"packages": {PACKAGES}, "hash": "{hash}"}}"#),
-        ] {
-            let (h, packages) = read_report(&json).expect("a report");
-            assert_eq!(h, hash);
-            assert_eq!(packages, Some(state()));
-            assert_eq!(state().get("bash").map(|p| p.depends.len()), Some(1));
-        }
-        for json in [
-            format!(r#"{{"hash":"{hash}"}}"#),
-            format!(r#"{{"hash":"{hash}","packages":null}}"#),
-        ] {
-            assert_eq!(read_report(&json).expect("hash only"), (hash.clone(), None));
-        }
-    }
-
-    #[test]
-    fn a_malformed_report_is_refused_with_what_is_wrong() {
-        let hash = "ab".repeat(32);
-        let cases = [
-            (
-                format!(r#"{{"hash":"{hash}","extra":1}}"#),
-                "unknown field `extra`",
-            ),
-            (
-                format!(r#"{{"hash":"{hash}","hash":"{hash}"}}"#),
-                "duplicate field `hash`",
-            ),
-            (
-                r#"{"packages":[],"packages":[]}"#.to_owned(),
-                "duplicate field `packages`",
-            ),
-            (r#"{"packages":[]}"#.to_owned(), "missing field `hash`"),
-            (
-                format!(r#"{{"hash":"{hash}","packages":{{}}}}"#),
-                "a list of packages",
-            ),
-            (
-                format!(r#"{{"hash":"{hash}","packages":[{{"name":1}}]}}"#),
-                "invalid type",
-            ),
-            (
-                format!(r#"{{"hash":"{hash}"}} trailing"#),
-                "trailing characters",
-            ),
-            (r#"[1, 2]"#.to_owned(), "invalid type"),
-        ];
-        for (json, says) in cases {
-            let e = read_report(&json).expect_err(&json).to_string();
-            assert!(e.contains(says), "{json}: {e}");
-        }
     }
 
     #[test]
