@@ -152,6 +152,8 @@ pub struct Daemon {
     saved: Mutex<Cache>,
     pub server: RwLock<Option<Arc<ServerClient>>>,
     /// Held for the whole of an operation: a second caller gets Busy.
+    /// Its `Arc` is cloned only by `operation::start`, into the guard held
+    /// for the operation ([`Daemon::operation_running`] counts on it).
     pub operation_lock: Arc<Mutex<()>>,
     pub cancel: Mutex<Option<crate::executor::CancelFlag>>,
     /// Wakes the reporter.
@@ -176,6 +178,13 @@ pub fn now() -> i64 {
 }
 
 impl Daemon {
+    /// Whether an operation holds the operation lock (or is trying for
+    /// it), seen without taking the lock: taking it, even for an instant,
+    /// could give a caller starting an operation a spurious Busy.
+    pub fn operation_running(&self) -> bool {
+        Arc::strong_count(&self.operation_lock) > 1
+    }
+
     pub fn new(config: Config) -> anyhow::Result<Arc<Daemon>> {
         let state_dir = StateDir::open(&config.state_dir)?;
         let mut cache = state_dir.load_cache();

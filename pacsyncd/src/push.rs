@@ -211,7 +211,16 @@ fn take_up(daemon: &Arc<Daemon>, seen: &Arc<Seen>, op: RemoteOperation) {
         "revert" => Kind::Revert,
         _ => return,
     };
-    if op.status != "queued" || !seen.first_time(&op.id) {
+    // The machine's own operation registers with the server before it says
+    // that it runs, so a catch-up in between lists it as queued; taking it
+    // up would meet the operation lock and fail it on the server. It is left
+    // alone while an operation runs. One that a daemon which stopped left
+    // queued is taken up at a later catch-up, and `refusal` says why not.
+    let own = op
+        .requested_by
+        .as_deref()
+        .is_some_and(|r| r.starts_with("machine:"));
+    if op.status != "queued" || (own && daemon.operation_running()) || !seen.first_time(&op.id) {
         return;
     }
     tokio::spawn(run_requested(daemon.clone(), kind, op));
@@ -284,4 +293,45 @@ async fn refusal(daemon: &Arc<Daemon>, kind: Kind, op: &RemoteOperation) -> Opti
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn queued(id: &str, requested_by: &str) -> RemoteOperation {
+        RemoteOperation {
+            id: id.into(),
+            kind: "revert".into(),
+            status: "queued".into(),
+            requested_by: Some(requested_by.into()),
+            target_hash: None,
+        }
+    }
+
+    /// A catch-up that lists the operation this machine is running (it
+    /// registered it, and has not said yet that it runs) leaves it alone,
+    /// rather than meeting the operation lock and failing it.
+    #[tokio::test]
+    async fn the_machines_own_running_operation_is_not_taken_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let daemon = Daemon::new(Config {
+            state_dir: dir.path().into(),
+            ..Config::default()
+        })
+        .expect("daemon");
+        let seen = Arc::new(Seen::default());
+        assert!(!daemon.operation_running());
+        let guard = daemon
+            .operation_lock
+            .clone()
+            .try_lock_owned()
+            .expect("free");
+        assert!(daemon.operation_running());
+        take_up(&daemon, &seen, queued("own", "machine:m1"));
+        assert!(seen.first_time("own"), "taken up while it runs");
+        drop(guard);
+        assert!(!daemon.operation_running());
+    }
 }

@@ -474,7 +474,8 @@ pub async fn report_state(
         // by hash; the state this pushes out is freed on the blocking pool
         // (it touches every package), not on the thread answering requests.
         cache::KNOWN_STATES.insert(hash.clone(), ());
-        if let Some(evicted) = cache::STATES.insert(hash, state) {
+        let evicted = cache::STATES.insert(hash, state);
+        if !evicted.is_empty() {
             tokio::task::spawn_blocking(move || drop(evicted));
         }
     }

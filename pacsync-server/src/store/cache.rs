@@ -42,24 +42,31 @@ impl<T: Clone> Lru<T> {
         })
     }
 
-    /// Inserts `value`, and gives back the entry this pushed out: the caller
-    /// drops it where dropping costs nothing (a parsed state takes a
-    /// while to free), not inside this lock or a writer's turn.
-    pub fn insert(&self, key: String, value: T) -> Option<T> {
+    /// Inserts `value`, and gives back the entries this pushed out: the
+    /// caller drops them where dropping costs nothing (a parsed state takes
+    /// a while to free), not inside this lock or a writer's turn.
+    ///
+    /// A full cache forgets its least recently used eighth at once (at
+    /// least one entry): finding them is a pass over every entry, made
+    /// once per eighth of the capacity rather than on every insert (which
+    /// in a cache of 4,096 hashes was a pass per upload, in a lock).
+    pub fn insert(&self, key: String, value: T) -> Vec<T> {
         let Ok(mut guard) = self.entries.lock() else {
-            return None;
+            return Vec::new();
         };
         let (map, clock) = &mut *guard;
         *clock += 1;
-        let mut evicted = None;
-        if map.len() >= self.capacity
-            && !map.contains_key(&key)
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone())
-        {
-            evicted = map.remove(&oldest).map(|(v, _)| v);
+        let mut evicted = Vec::new();
+        if !map.is_empty() && map.len() >= self.capacity && !map.contains_key(&key) {
+            let n = (self.capacity / 8).clamp(1, map.len());
+            let mut ticks: Vec<u64> = map.values().map(|(_, used)| *used).collect();
+            // Each get and insert takes its own tick, so no two entries
+            // share one: exactly `n` are at or below the `n`th.
+            let (_, &mut last, _) = ticks.select_nth_unstable(n - 1);
+            evicted.extend(
+                map.extract_if(|_, (_, used)| *used <= last)
+                    .map(|(_, (v, _))| v),
+            );
         }
         map.insert(key, (value, *clock));
         evicted
@@ -90,10 +97,37 @@ mod tests {
         c.insert("a".into(), 1);
         c.insert("b".into(), 2);
         assert_eq!(c.get("a"), Some(1));
-        assert_eq!(c.insert("c".into(), 3), Some(2));
+        assert_eq!(c.insert("c".into(), 3), vec![2]);
         assert_eq!(
             (c.get("a"), c.get("b"), c.get("c")),
             (Some(1), None, Some(3))
         );
+    }
+
+    #[test]
+    fn a_full_cache_forgets_its_least_recently_used_eighth_at_once() {
+        let c = Lru::new(64);
+        for i in 0..64 {
+            assert!(c.insert(i.to_string(), i).is_empty());
+        }
+        // Used lately: the first eight are no longer the oldest.
+        for i in 0..8 {
+            assert_eq!(c.get(&i.to_string()), Some(i));
+        }
+        let mut evicted = c.insert("new".into(), 64);
+        evicted.sort_unstable();
+        assert_eq!(evicted, (8..16).collect::<Vec<_>>());
+        // Room for seven more before the next eighth goes.
+        for i in 65..72 {
+            assert!(c.insert(i.to_string(), i).is_empty(), "{i}");
+        }
+        assert_eq!(c.insert("72".into(), 72).len(), 8);
+        assert_eq!(c.get("16"), None, "the oldest eighth went next");
+        assert_eq!(c.get("23"), None);
+        assert_eq!((c.get("0"), c.get("24")), (Some(0), Some(24)));
+        assert_eq!(c.get("new"), Some(64));
+        // Replacing a key that is there pushes nothing out.
+        assert!(c.insert("new".into(), 65).is_empty());
+        assert_eq!(c.get("new"), Some(65));
     }
 }
