@@ -286,30 +286,27 @@ pub mod fast {
             &mut self,
             mut field: impl FnMut(&mut Self, &'a str) -> Option<()>,
         ) -> Option<()> {
-            self.expect(b'{')?;
-            if self.peek()? == b'}' {
-                self.at += 1;
-                return Some(());
-            }
-            loop {
-                let key = self.string()?;
-                self.expect(b':')?;
-                field(self, key)?;
-                match self.peek()? {
-                    b',' => self.at += 1,
-                    b'}' => {
-                        self.at += 1;
-                        return Some(());
-                    }
-                    _ => return None,
-                }
-            }
+            self.list(b'{', b'}', |r| {
+                let key = r.string()?;
+                r.expect(b':')?;
+                field(r, key)
+            })
         }
 
         /// `[ item, ... ]`, `item` reading each.
-        fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-            self.expect(b'[')?;
-            if self.peek()? == b']' {
+        fn array(&mut self, item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+            self.list(b'[', b']', item)
+        }
+
+        /// `open`, items separated by commas (none after the last), `close`.
+        fn list(
+            &mut self,
+            open: u8,
+            close: u8,
+            mut item: impl FnMut(&mut Self) -> Option<()>,
+        ) -> Option<()> {
+            self.expect(open)?;
+            if self.peek()? == close {
                 self.at += 1;
                 return Some(());
             }
@@ -317,7 +314,7 @@ pub mod fast {
                 item(self)?;
                 match self.peek()? {
                     b',' => self.at += 1,
-                    b']' => {
+                    b if b == close => {
                         self.at += 1;
                         return Some(());
                     }

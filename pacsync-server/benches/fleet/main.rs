@@ -32,6 +32,11 @@ mod pg;
 #[allow(dead_code, missing_debug_implementations)]
 mod server;
 
+/// Report bodies made the load benchmark's way.
+#[path = "../load/states.rs"]
+#[allow(dead_code)]
+mod states;
+
 mod machine;
 mod profiles;
 mod stats;

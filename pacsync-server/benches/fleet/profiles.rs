@@ -138,20 +138,7 @@ pub struct Report {
 
 impl Report {
     pub fn of(state: &PackageState) -> Report {
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            hash: &'a str,
-            packages: &'a PackageState,
-        }
-        let hash = state.content_hash().to_string();
-        let body = serde_json::to_vec(&Body {
-            hash: &hash,
-            packages: state,
-        })
-        .unwrap_or_default();
-        Report {
-            hash,
-            body: Bytes::from(body),
-        }
+        let (hash, body) = crate::states::full_body(state);
+        Report { hash, body }
     }
 }
