@@ -38,9 +38,10 @@ impl Outcome {
     }
 }
 
-/// Runs `op(i)` from `concurrency` tasks for `seconds`; `op` returns
-/// whether the request succeeded.
-pub async fn drive<F, Fut>(concurrency: usize, seconds: u64, op: F) -> Outcome
+/// Runs `op(i)` from `concurrency` tasks for `seconds`, or until every
+/// `i < limit` has run (the rate is then over the time that took); `op`
+/// returns whether the request succeeded.
+pub async fn drive<F, Fut>(concurrency: usize, seconds: u64, limit: usize, op: F) -> Outcome
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -57,6 +58,9 @@ where
             let mut failures = 0;
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit {
+                    break;
+                }
                 let t = Instant::now();
                 if op(i).await {
                     lat.push(t.elapsed());
@@ -76,6 +80,12 @@ where
     }
     out.elapsed = start.elapsed();
     out.done = out.latencies.len();
+    if out.elapsed < Duration::from_secs(seconds) {
+        eprintln!(
+            "all {limit} requests made in {:.1?}, before the {seconds} s were over",
+            out.elapsed
+        );
+    }
     out
 }
 
