@@ -22,6 +22,28 @@ pub fn get(conn: &mut DbConnection, id: &str) -> StoreResult<EndpointRow> {
         .ok_or(StoreError::NotFound("endpoint"))
 }
 
+/// Locks machine `id`'s row until the transaction ends, and says whether
+/// it did: on PostgreSQL (`SELECT … FOR UPDATE`); SQLite's writers are
+/// serialized already. A change to a machine's operations takes it first,
+/// before reading anything, as a report takes it before writing the row:
+/// whichever comes second then reads what the other committed, and the
+/// status it computes and stores is the machine's as it is, not one worked
+/// out from a row another transaction has since changed. (The pool's share
+/// lock a report takes before the machine's row is not taken by these, so
+/// the order of locks stays the same everywhere.)
+pub fn lock(conn: &mut DbConnection, id: &str) -> StoreResult<bool> {
+    let DbConnection::Pg(pg) = conn else {
+        return Ok(false);
+    };
+    endpoints::table
+        .find(id)
+        .select(endpoints::id)
+        .for_update()
+        .first::<String>(pg)
+        .optional()?;
+    Ok(true)
+}
+
 /// A machine and the name of its pool, as the API shows it.
 pub type NamedEndpoint = (EndpointRow, Option<String>);
 

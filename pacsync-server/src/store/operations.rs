@@ -97,6 +97,7 @@ pub fn request(
     kind: &'static str,
     actor: &str,
 ) -> StoreResult<OperationRow> {
+    eps::lock(conn, endpoint_id)?;
     let ep = eps::get(conn, endpoint_id)?;
     if active_for(conn, endpoint_id)?.is_some() {
         return Err(in_progress());
@@ -291,8 +292,21 @@ fn finished(op: &OperationRow) -> StoreError {
     }
 }
 
-pub fn cancel(conn: &mut DbConnection, id: &str, actor: &str) -> StoreResult<OperationRow> {
+/// Operation `id`, read with its machine's row locked ([`eps::lock`]):
+/// a change to it and the status it gives the machine are then made from
+/// what concurrent reports and changes committed — a progress report and a
+/// cancel at once, for one, cannot both find it active.
+fn get_locked(conn: &mut DbConnection, id: &str) -> StoreResult<OperationRow> {
     let op = get(conn, id)?;
+    if eps::lock(conn, &op.endpoint_id)? {
+        // Read again: it may have changed while the lock was awaited.
+        return get(conn, id);
+    }
+    Ok(op)
+}
+
+pub fn cancel(conn: &mut DbConnection, id: &str, actor: &str) -> StoreResult<OperationRow> {
+    let op = get_locked(conn, id)?;
     if !ACTIVE.contains(&op.status.as_str()) {
         return Err(finished(&op));
     }
@@ -334,7 +348,7 @@ pub fn report_progress(
     id: &str,
     p: Progress,
 ) -> StoreResult<OperationRow> {
-    let op = get(conn, id)?;
+    let op = get_locked(conn, id)?;
     if !ACTIVE.contains(&op.status.as_str()) {
         return Err(finished(&op));
     }

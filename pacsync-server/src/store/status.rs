@@ -320,11 +320,15 @@ pub(super) fn status_event(
     }
 }
 
-/// Recomputes and stores one machine's status.
+/// Recomputes and stores one machine's status, with its row locked
+/// ([`super::endpoints::lock`]) from the read to the end of the
+/// transaction: no report can change the state the status is computed
+/// from in between.
 pub fn recompute_endpoint(
     conn: &mut DbConnection,
     endpoint_id: &str,
 ) -> StoreResult<EndpointStatus> {
+    super::endpoints::lock(conn, endpoint_id)?;
     let ep: EndpointRow = endpoints::table
         .find(endpoint_id)
         .select(EndpointRow::as_select())

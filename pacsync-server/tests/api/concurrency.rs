@@ -1,12 +1,32 @@
 //! Races the database must settle: set-latest against set-latest, sync
-//! against sync, and many machines reporting at once.
+//! against sync, many machines reporting at once, and a cancel against a
+//! report in flight.
 
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, RunQueryDsl};
+use pacsync_server::store::endpoints::{self, Content};
+use pacsync_server::store::operations::{self, Progress};
+use pacsync_server::store::{DbConnection, Store, StoreError};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{Backend, Machine, TestServer, state};
+use crate::harness::{Backend, Machine, TestServer, expect_status, state};
 
 crate::on_both_backends!(racing_set_latest, racing_syncs, many_reports_at_once);
+
+/// PostgreSQL only: SQLite has one writer at a time, so these
+/// transactions cannot interleave there.
+mod on_postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancel_against_a_report_in_flight() {
+        super::cancel_against_a_report_in_flight().await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancel_against_the_end_in_flight() {
+        super::cancel_against_the_end_in_flight().await;
+    }
+}
 
 async fn racing_set_latest(backend: Backend) {
     let Some(s) = TestServer::start(backend).await else {
@@ -198,4 +218,169 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
     out.into_iter()
         .map(|o| o.expect("every future finished"))
         .collect()
+}
+
+/// A machine behind its pool's target (`x 2-1`), with a sync queued by an
+/// operator: the server, the machine, the admin's token, the operator's,
+/// the target, and the operation's id.
+async fn behind_with_a_sync() -> Option<(TestServer, Machine, String, String, String)> {
+    let s = TestServer::start(Backend::Postgres).await?;
+    let admin = s.login("admin").await;
+    let operator = s.login("operator").await;
+    let pool = s.create_pool(&admin, "p").await;
+    let a = s.enroll(&admin, Some(&pool), "a").await;
+    assert_eq!(
+        s.report(&a, &state(&[("x", "2-1")])).await,
+        StatusCode::NO_CONTENT
+    );
+    s.set_latest(&a).await;
+    assert_eq!(
+        s.report(&a, &state(&[("x", "1-1")])).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.endpoint(&admin, &a.id).await["status"], "behind");
+    let op = expect_status(
+        StatusCode::ACCEPTED,
+        s.post(
+            &format!("/api/endpoints/{}/sync", a.id),
+            &operator,
+            json!({}),
+        )
+        .await,
+    );
+    let op = op["id"].as_str().expect("operation id").to_owned();
+    assert_eq!(s.endpoint(&admin, &a.id).await["status"], "syncing");
+    Some((s, a, admin, operator, op))
+}
+
+/// A write transaction of the server's own, held open after `f` until
+/// the returned sender says commit; the thread answers how it ended.
+type Held = (
+    std::thread::JoinHandle<Result<(), StoreError>>,
+    std::sync::mpsc::Sender<()>,
+);
+
+async fn hold_open<F>(store: &Store, f: F) -> Held
+where
+    F: FnOnce(&mut DbConnection) -> Result<(), StoreError> + Send + 'static,
+{
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (commit_tx, commit_rx) = std::sync::mpsc::channel::<()>();
+    let store = store.clone();
+    let held = std::thread::spawn(move || {
+        let mut conn = store.blocking_conn().expect("a connection");
+        conn.transaction(|c| {
+            f(c)?;
+            done_tx.send(()).expect("the test waits");
+            commit_rx.recv().expect("the test says when");
+            Ok(())
+        })
+    });
+    tokio::task::spawn_blocking(move || done_rx.recv())
+        .await
+        .expect("join")
+        .expect("the held transaction did its part");
+    (held, commit_tx)
+}
+
+/// Waits until some session of the database `url` waits for a lock.
+async fn until_one_waits_for_a_lock(url: &str) {
+    let url = url.to_owned();
+    let waited = tokio::task::spawn_blocking(move || {
+        let mut pg = diesel::PgConnection::establish(&url).expect("connect");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let query = "(SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock')";
+        while Instant::now() < deadline {
+            let waiting: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(query))
+                .get_result(&mut pg)
+                .expect("pg_stat_activity");
+            if waiting > 0 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    })
+    .await
+    .expect("join");
+    assert!(waited, "no session ever waited for the held transaction");
+}
+
+/// Cancels `op` as `token` on a task of its own: its answer's status.
+fn cancel(s: &TestServer, op: &str, token: &str) -> tokio::task::JoinHandle<StatusCode> {
+    let url = format!("{}/api/operations/{op}/cancel", s.base);
+    let request = s.client.post(url).bearer_auth(token).json(&json!({}));
+    tokio::spawn(async move { request.send().await.expect("cancel").status() })
+}
+
+/// The machine reports the pool's target while the operator cancels its
+/// sync. The report's transaction has written the machine's row (status
+/// `syncing`: the sync was still active for it) and not committed when the
+/// cancel comes. The cancel must wait for it and compute the status from
+/// the state the report leaves — `in_sync` — not from the one it would
+/// read before the report commits (`behind`).
+async fn cancel_against_a_report_in_flight() {
+    let Some((s, a, admin, operator, op)) = behind_with_a_sync().await else {
+        return;
+    };
+    let target = state(&[("x", "2-1")]).content_hash().to_string();
+    let (report, commit) = hold_open(&s.store, {
+        let (id, hash) = (a.id.clone(), target.clone());
+        move |c| endpoints::report_state(c, &id, &hash, Content::Unchecked).map(drop)
+    })
+    .await;
+    let cancelled = cancel(&s, &op, &operator);
+    until_one_waits_for_a_lock(s.pg_url().expect("PostgreSQL")).await;
+    commit.send(()).expect("the report waits");
+    report
+        .join()
+        .expect("the report's thread")
+        .expect("the report commits");
+    assert_eq!(cancelled.await.expect("join"), StatusCode::OK);
+
+    let (_, v) = s.get(&format!("/api/operations/{op}"), &admin).await;
+    assert_eq!(v["status"], "cancelled", "{v}");
+    let ep = s.endpoint(&admin, &a.id).await;
+    assert_eq!(ep["state_hash"], target, "{ep}");
+    assert_eq!(ep["status"], "in_sync", "{ep}");
+    s.stop().await;
+}
+
+/// The machine says its sync succeeded while the operator cancels it: the
+/// one that comes second finds the operation over — the cancel is refused
+/// (409 `operation_finished`) and the operation stays `succeeded`, where
+/// reading it before the end committed would have cancelled a finished
+/// sync.
+async fn cancel_against_the_end_in_flight() {
+    let Some((s, a, admin, operator, op)) = behind_with_a_sync().await else {
+        return;
+    };
+    let (end, commit) = hold_open(&s.store, {
+        let op = op.clone();
+        move |c| {
+            let p = Progress {
+                status: "succeeded".into(),
+                progress: 100,
+                message: None,
+            };
+            operations::report_progress(c, &op, p).map(drop)
+        }
+    })
+    .await;
+    let cancelled = cancel(&s, &op, &operator);
+    until_one_waits_for_a_lock(s.pg_url().expect("PostgreSQL")).await;
+    commit.send(()).expect("the end waits");
+    end.join()
+        .expect("the end's thread")
+        .expect("the end commits");
+    assert_eq!(cancelled.await.expect("join"), StatusCode::CONFLICT);
+
+    let (_, v) = s.get(&format!("/api/operations/{op}"), &admin).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    let ep = s.endpoint(&admin, &a.id).await;
+    assert_eq!(
+        ep["status"], "behind",
+        "the machine has not reported its new state: {ep}"
+    );
+    s.stop().await;
 }

@@ -81,6 +81,11 @@ impl TestServer {
         s
     }
 
+    /// The PostgreSQL database's URL (None on SQLite).
+    pub fn pg_url(&self) -> Option<&str> {
+        self.pg_url.as_deref()
+    }
+
     /// A second server on this one's PostgreSQL database (None on SQLite):
     /// two replicas behind one load balancer.
     pub async fn replica(&self) -> Option<TestServer> {
