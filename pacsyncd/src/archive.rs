@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
 use crate::executor;
 use crate::machine::MachineSnapshot;
@@ -113,6 +113,10 @@ pub async fn fetch(client: &ServerClient, wanted: &[(String, String)], dir: &Pat
     out
 }
 
+/// Breaks in a row without a byte between them (a transfer that stops, a
+/// resumption that fails) after which a download is given up.
+const TRIES_WITHOUT_PROGRESS: u32 = 3;
+
 /// Fetches `url` into `dest` by way of a temporary file that becomes
 /// `dest` only once its sha256 is `sha256`.
 async fn download(
@@ -126,15 +130,10 @@ async fn download(
         .await
         .map_err(|e| format!("server archive: {e}"))?;
     if !resp.status().is_success() {
-        let e = decode::<serde_json::Value>(resp).await.err();
-        return Err(match e {
-            Some(ServerError::Api { message, .. }) => format!("server archive refused: {message}"),
-            Some(other) => format!("server archive: {other}"),
-            None => "server archive refused the file".to_owned(),
-        });
+        return Err(refusal(resp).await);
     }
     let part = dest.with_file_name(format!(".pacsync-{:016x}.part", rand::random::<u64>()));
-    let result = write_checked(resp, &part, sha256).await;
+    let result = write_checked(client, url, resp, &part, sha256).await;
     match result {
         Ok(()) => tokio::fs::rename(&part, dest)
             .await
@@ -147,28 +146,93 @@ async fn download(
     }
 }
 
+/// Why the server did not give a file.
+async fn refusal(resp: reqwest::Response) -> String {
+    match decode::<serde_json::Value>(resp).await.err() {
+        Some(ServerError::Api { message, .. }) => format!("server archive refused: {message}"),
+        Some(other) => format!("server archive: {other}"),
+        None => "server archive refused the file".to_owned(),
+    }
+}
+
+/// Writes the file `resp` brings to `part` and checks its sha256. A
+/// transfer that breaks is resumed where it stopped (`Range: bytes=N-`;
+/// the server serves ranges of its files) until
+/// [`TRIES_WITHOUT_PROGRESS`] breaks in a row bring nothing; a server that
+/// answers a resumption with the whole file has it written from the start.
 async fn write_checked(
+    client: &ServerClient,
+    url: &str,
     mut resp: reqwest::Response,
     part: &Path,
     sha256: &str,
 ) -> Result<(), String> {
+    let writing = |e: std::io::Error| format!("writing {}: {e}", part.display());
     let mut file = tokio::fs::File::create(part)
         .await
         .map_err(|e| format!("creating {}: {e}", part.display()))?;
     let mut hasher = Sha256::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("downloading from the server archive: {e}"))?
-    {
-        hasher.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| format!("writing {}: {e}", part.display()))?;
+    let mut have: u64 = 0;
+    let mut fruitless = 0;
+    loop {
+        let before = have;
+        let broke = loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    hasher.update(&chunk);
+                    file.write_all(&chunk).await.map_err(writing)?;
+                    have += chunk.len() as u64;
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(format!("downloading from the server archive: {e}")),
+            }
+        };
+        let Some(mut error) = broke else { break };
+        fruitless = if have > before { 1 } else { fruitless + 1 };
+        resp = loop {
+            if fruitless >= TRIES_WITHOUT_PROGRESS {
+                return Err(error);
+            }
+            let range = format!("bytes={have}-");
+            let resumed = client
+                .send_with(Method::GET, url, |r| {
+                    r.timeout(TRANSFER_TIMEOUT)
+                        .header(reqwest::header::RANGE, &range)
+                })
+                .await;
+            match resumed {
+                Ok(r) if r.status() == reqwest::StatusCode::PARTIAL_CONTENT => {
+                    let from = r
+                        .headers()
+                        .get(reqwest::header::CONTENT_RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(range_start);
+                    if from != Some(have) {
+                        return Err(format!(
+                            "the server resumed the file elsewhere than at byte {have}"
+                        ));
+                    }
+                    break r;
+                }
+                Ok(r) if r.status() == reqwest::StatusCode::OK => {
+                    // The whole file again: from the start.
+                    file.set_len(0).await.map_err(writing)?;
+                    file.seek(std::io::SeekFrom::Start(0))
+                        .await
+                        .map_err(writing)?;
+                    hasher = Sha256::new();
+                    have = 0;
+                    break r;
+                }
+                Ok(r) => return Err(refusal(r).await),
+                Err(e) => {
+                    fruitless += 1;
+                    error = format!("server archive: {e}");
+                }
+            }
+        };
     }
-    file.sync_all()
-        .await
-        .map_err(|e| format!("writing {}: {e}", part.display()))?;
+    file.sync_all().await.map_err(writing)?;
     let actual = hex::encode(hasher.finalize());
     if actual != sha256 {
         return Err(format!(
@@ -176,6 +240,12 @@ async fn write_checked(
         ));
     }
     Ok(())
+}
+
+/// The first byte a `Content-Range: bytes FIRST-LAST/SIZE` gives.
+fn range_start(v: &str) -> Option<u64> {
+    let (first, _) = v.trim().strip_prefix("bytes ")?.split_once('-')?;
+    first.trim().parse().ok()
 }
 
 /// What set-latest did for the archive.
@@ -249,4 +319,179 @@ pub async fn upload_missing(
         out.uploaded.push(label);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+    use crate::store::Credentials;
+
+    /// The bytes a fake server answers the `n`th connection with, given
+    /// the first byte its request's `Range` asks for.
+    type Answer = Box<dyn Fn(usize, Option<u64>) -> Vec<u8> + Send + Sync>;
+
+    /// A server on 127.0.0.1 that answers each connection with `answer`,
+    /// closes it, and keeps what each request's `Range` asked for.
+    async fn fake_server(answer: Answer) -> (ServerClient, Arc<Mutex<Vec<Option<u64>>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match sock.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let range = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("range: bytes="))
+                    .and_then(|r| r.trim().trim_end_matches('-').parse().ok());
+                log.lock().expect("log").push(range);
+                let _ = sock.write_all(&answer(n, range)).await;
+                let _ = sock.shutdown().await;
+                n += 1;
+            }
+        });
+        let creds = Credentials {
+            server_url: url,
+            endpoint_id: "e".into(),
+            machine_name: "m".into(),
+            access_token: "t".into(),
+            refresh_token: "r".into(),
+        };
+        (ServerClient::new(creds, |_| {}), asked)
+    }
+
+    fn content() -> Vec<u8> {
+        (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect()
+    }
+
+    /// A 200 for all of `c` that sends `send` bytes of it.
+    fn whole(c: &[u8], send: usize) -> Vec<u8> {
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            c.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&c[..send]);
+        r
+    }
+
+    /// A 206 for `c` from byte `from` that sends `send` bytes of it.
+    fn part(c: &[u8], from: u64, send: usize) -> Vec<u8> {
+        let from = from as usize;
+        let mut r = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            c.len() - 1,
+            c.len(),
+            c.len() - from
+        )
+        .into_bytes();
+        r.extend_from_slice(&c[from..from + send]);
+        r
+    }
+
+    fn sha(c: &[u8]) -> String {
+        hex::encode(Sha256::digest(c))
+    }
+
+    #[tokio::test]
+    async fn a_broken_transfer_is_resumed_where_it_stopped() {
+        let c = content();
+        let served = c.clone();
+        let (client, asked) = fake_server(Box::new(move |n, from| match (n, from) {
+            (0, None) => whole(&served, 70_000),
+            (1, Some(from)) => part(&served, from, 50_000),
+            (_, Some(from)) => part(&served, from, served.len() - from as usize),
+            _ => Vec::new(),
+        }))
+        .await;
+        let dir = tempfile::tempdir().expect("dir");
+        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
+        let got = download(&client, "/f", &sha(&c), &dest).await;
+        assert_eq!(got.as_deref(), Ok(dest.as_path()));
+        assert_eq!(std::fs::read(&dest).expect("the file"), c);
+        assert_eq!(
+            *asked.lock().expect("log"),
+            [None, Some(70_000), Some(120_000)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resumption_answered_with_the_whole_file_starts_it_over() {
+        let c = content();
+        let served = c.clone();
+        let (client, asked) = fake_server(Box::new(move |n, _| match n {
+            0 => whole(&served, 1_000),
+            _ => whole(&served, served.len()),
+        }))
+        .await;
+        let dir = tempfile::tempdir().expect("dir");
+        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
+        let got = download(&client, "/f", &sha(&c), &dest).await;
+        assert_eq!(got.as_deref(), Ok(dest.as_path()));
+        assert_eq!(std::fs::read(&dest).expect("the file"), c);
+        assert_eq!(*asked.lock().expect("log"), [None, Some(1_000)]);
+    }
+
+    #[tokio::test]
+    async fn breaks_that_bring_nothing_give_the_download_up_and_leave_nothing() {
+        let c = content();
+        let served = c.clone();
+        let (client, asked) = fake_server(Box::new(move |n, from| match (n, from) {
+            (0, _) => whole(&served, 1_000),
+            (_, Some(from)) => part(&served, from, 0),
+            _ => Vec::new(),
+        }))
+        .await;
+        let dir = tempfile::tempdir().expect("dir");
+        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
+        let got = download(&client, "/f", &sha(&c), &dest).await;
+        let Err(e) = got else {
+            panic!("a file that never arrives is not downloaded: {got:?}")
+        };
+        assert!(e.contains("downloading from the server archive"), "{e}");
+        assert_eq!(
+            *asked.lock().expect("log"),
+            [None, Some(1_000), Some(1_000)],
+            "one break after progress, then two that brought nothing"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+        assert!(left.is_empty(), "nothing left behind: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_resumption_elsewhere_is_refused() {
+        let c = content();
+        let served = c.clone();
+        let (client, _) = fake_server(Box::new(move |n, _| match n {
+            0 => whole(&served, 1_000),
+            _ => part(&served, 500, served.len() - 500),
+        }))
+        .await;
+        let dir = tempfile::tempdir().expect("dir");
+        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
+        let got = download(&client, "/f", &sha(&c), &dest).await;
+        assert_eq!(
+            got,
+            Err("the server resumed the file elsewhere than at byte 1000".to_owned())
+        );
+        assert!(!dest.exists());
+    }
 }

@@ -154,6 +154,33 @@ fn a_foreign_package_set_as_latest_installs_elsewhere_from_the_pool_repository()
 }
 
 #[test]
+fn pacman_resumes_an_interrupted_download_from_the_pool_repository() {
+    let Some(w) = world() else { return };
+    // alpha 1.0, which only this machine's cache has, goes to the archive.
+    set_latest(&w);
+    let alpha = w.sandbox.cache_dir().join("alpha-1.0-1-any.pkg.tar.zst");
+    let whole = std::fs::read(&alpha).expect("alpha 1.0 in the cache");
+
+    // Another machine whose download of alpha broke half way: pacman left
+    // the first half as a .part file in its cache.
+    let url = format!("{}/repo/{}/current/$repo/os/$arch", w.server.url(), w.pool);
+    let other = Sandbox::with_servers(&[("pacsync", url)]).expect("other machine");
+    other.sync_dbs().expect("pacman -Sy");
+    let part = other.cache_dir().join("alpha-1.0-1-any.pkg.tar.zst.part");
+    std::fs::write(&part, &whole[..whole.len() / 2]).expect("the .part file");
+    other
+        .install(&["alpha"])
+        .expect("pacman -S resumes the download");
+    assert_eq!(other.query().expect("-Q"), versions(&[("alpha", "1.0-1")]));
+    assert!(!part.exists(), "the .part became the package file");
+    assert_eq!(
+        std::fs::read(other.cache_dir().join("alpha-1.0-1-any.pkg.tar.zst")).expect("cached"),
+        whole,
+        "resumed where it stopped, to the same bytes"
+    );
+}
+
+#[test]
 fn a_damaged_archive_file_is_reported_refused_and_stops_the_sync_before_any_change() {
     let Some(w) = world() else { return };
     set_latest(&w);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use pacsync_core::state::TargetState;
@@ -212,6 +212,7 @@ pub async fn file(
     State(app): State<AppState>,
     who: Principal,
     Path(sha256): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     if !matches!(who, Principal::Machine { .. }) {
         who.require(Role::Viewer)?;
@@ -225,7 +226,7 @@ pub async fn file(
         .run(move |conn| records::get(conn, &sha256))
         .await?
         .ok_or_else(|| ApiError::not_found("archive file"))?;
-    serve_verified(&app, &archive, row).await
+    serve_verified(&app, &archive, row, &headers).await
 }
 
 /// `GET /api/archive`: size, limit and damage.
@@ -321,6 +322,7 @@ pub struct RepoPath {
 pub async fn repo_file(
     State(app): State<AppState>,
     Path(p): Path<RepoPath>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_id("pool", &p.pool)?;
     if p.target != "current" {
@@ -386,7 +388,7 @@ pub async fn repo_file(
         .into_iter()
         .find(|r| r.filename == p.file)
         .ok_or_else(|| ApiError::not_found("package file"))?;
-    serve_verified(&app, &archive, row).await
+    serve_verified(&app, &archive, row, &headers).await
 }
 
 /// The (name, version) of `target` that a package file name
@@ -401,13 +403,112 @@ fn target_key(target: &TargetState, filename: &str) -> Option<(String, String)> 
     (entry.version.as_str() == version).then(|| (name.to_owned(), version.to_owned()))
 }
 
-/// Streams a stored file after re-hashing it; a damaged file is marked and
-/// refused with `archive_damaged`.
+/// What a request's `Range` asks of a file of `size` bytes. One range of
+/// bytes is served; anything else — several ranges, another unit, a range
+/// that does not parse, an `If-Range` that is not the file's `ETag` — gets
+/// the whole file, as HTTP allows. pacman (libcurl) resumes an interrupted
+/// download with `Range: bytes=N-`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Whole,
+    /// Bytes `start..=end`.
+    Part {
+        start: u64,
+        end: u64,
+    },
+    /// Nothing of the file (it starts past the end): 416.
+    Unsatisfiable,
+}
+
+fn asked(headers: &HeaderMap, etag: &str, size: u64) -> Asked {
+    let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Asked::Whole;
+    };
+    if headers
+        .get(header::IF_RANGE)
+        .is_some_and(|v| v.as_bytes() != etag.as_bytes())
+    {
+        return Asked::Whole;
+    }
+    let Some((first, last)) = range
+        .trim()
+        .strip_prefix("bytes=")
+        .filter(|spec| !spec.contains(','))
+        .and_then(|spec| spec.split_once('-'))
+    else {
+        return Asked::Whole;
+    };
+    let number = |s: &str| {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // More digits than a u64 holds: past the end of any file.
+        Some(s.parse::<u64>().unwrap_or(u64::MAX))
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let last = match (last.is_empty(), number(last)) {
+        (true, _) => None,
+        (false, Some(n)) => Some(n),
+        (false, None) => return Asked::Whole,
+    };
+    let Some(max) = size.checked_sub(1) else {
+        // An empty file has no byte to serve.
+        return Asked::Unsatisfiable;
+    };
+    if first.is_empty() {
+        // `-n`: the last n bytes.
+        return match last {
+            None => Asked::Whole,
+            Some(0) => Asked::Unsatisfiable,
+            Some(n) => Asked::Part {
+                start: size.saturating_sub(n),
+                end: max,
+            },
+        };
+    }
+    let Some(start) = number(first) else {
+        return Asked::Whole;
+    };
+    if last.is_some_and(|l| l < start) {
+        return Asked::Whole;
+    }
+    if start > max {
+        return Asked::Unsatisfiable;
+    }
+    Asked::Part {
+        start,
+        end: last.map_or(max, |l| l.min(max)),
+    }
+}
+
+/// Streams a stored file after re-hashing it, whole or the one range of
+/// bytes asked for ([`asked`]); a damaged file is marked and refused with
+/// `archive_damaged`.
 async fn serve_verified(
     app: &AppState,
     archive: &super::Archive,
     row: ArchiveFileRow,
+    headers: &HeaderMap,
 ) -> ApiResult<Response> {
+    let size = u64::try_from(row.size).unwrap_or(0);
+    // Contents are named by their hash: it is the strongest of validators.
+    let etag = format!("\"{}\"", row.sha256);
+    let part = match asked(headers, &etag, size) {
+        Asked::Whole => None,
+        Asked::Part { start, end } => Some((start, end)),
+        Asked::Unsatisfiable => {
+            let mut refused = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the range asked for is past the file's {size} bytes"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                refused.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(refused);
+        }
+    };
     let disk = archive.disk.clone();
     let sha = row.sha256.clone();
     let checked = tokio::task::spawn_blocking(move || disk.check(&sha))
@@ -424,9 +525,20 @@ async fn serve_verified(
             "sha256": row.sha256,
         })));
     }
-    let file = tokio::fs::File::open(archive.disk.path_of(&row.sha256))
+    let mut file = tokio::fs::File::open(archive.disk.path_of(&row.sha256))
         .await
         .map_err(ApiError::internal)?;
+    let (status, start, len) = match part {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    if start > 0 {
+        use tokio::io::AsyncSeekExt as _;
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let file = tokio::io::AsyncReadExt::take(file, len);
     let chunks = futures_util::stream::unfold(file, |mut f| async move {
         use tokio::io::AsyncReadExt as _;
         let mut buf = vec![0u8; 64 * 1024];
@@ -439,14 +551,23 @@ async fn serve_verified(
             Err(e) => Some((Err(e), f)),
         }
     });
-    Ok((
+    let mut response = (
+        status,
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_LENGTH, row.size.to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
+            (header::ETAG, etag),
         ],
         Body::from_stream(chunks),
     )
-        .into_response())
+        .into_response();
+    if let Some((start, end)) = part
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
+    {
+        response.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -454,6 +575,61 @@ mod tests {
     use super::*;
     use pacsync_core::package::InstallReason;
     use pacsync_core::state::TargetEntry;
+
+    fn range(range: &str, if_range: Option<&str>, size: u64) -> Asked {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(range).expect("header"));
+        if let Some(v) = if_range {
+            h.insert(header::IF_RANGE, HeaderValue::from_str(v).expect("header"));
+        }
+        asked(&h, "\"abc\"", size)
+    }
+
+    #[test]
+    fn one_range_of_bytes_is_served_and_anything_else_gets_the_whole_file() {
+        use Asked::{Part, Unsatisfiable, Whole};
+        assert_eq!(asked(&HeaderMap::new(), "\"abc\"", 10), Whole);
+        // What pacman sends to resume, and the other forms of one range.
+        assert_eq!(range("bytes=4-", None, 10), Part { start: 4, end: 9 });
+        assert_eq!(range("bytes=0-0", None, 10), Part { start: 0, end: 0 });
+        assert_eq!(range("bytes=2-5", None, 10), Part { start: 2, end: 5 });
+        assert_eq!(range("bytes=2-500", None, 10), Part { start: 2, end: 9 });
+        assert_eq!(range("bytes=-3", None, 10), Part { start: 7, end: 9 });
+        assert_eq!(range("bytes=-30", None, 10), Part { start: 0, end: 9 });
+        assert_eq!(range(" bytes= 9 - ", None, 10), Part { start: 9, end: 9 });
+        // Past the end, or nothing at all: 416.
+        assert_eq!(range("bytes=10-", None, 10), Unsatisfiable);
+        assert_eq!(
+            range("bytes=99999999999999999999999-", None, 10),
+            Unsatisfiable
+        );
+        assert_eq!(range("bytes=-0", None, 10), Unsatisfiable);
+        assert_eq!(range("bytes=0-", None, 0), Unsatisfiable);
+        // Not one range of bytes that parses: the whole file.
+        for other in [
+            "bytes=5-2",
+            "bytes=1-2,4-5",
+            "bytes=-",
+            "bytes=a-",
+            "bytes=1-b",
+            "bytes=+1-",
+            "bytes=1",
+            "items=1-2",
+            "",
+        ] {
+            assert_eq!(range(other, None, 10), Whole, "{other:?}");
+        }
+        // If-Range: the file's ETag or nothing.
+        assert_eq!(
+            range("bytes=4-", Some("\"abc\""), 10),
+            Part { start: 4, end: 9 }
+        );
+        assert_eq!(range("bytes=4-", Some("\"abd\""), 10), Whole);
+        assert_eq!(
+            range("bytes=4-", Some("Wed, 21 Oct 2015 07:28:00 GMT"), 10),
+            Whole
+        );
+    }
 
     #[test]
     fn a_file_name_gives_the_target_entry_it_names() {

@@ -92,6 +92,71 @@ async fn start(
     Some((s, admin, pool, a))
 }
 
+/// GET `path` with these request headers: status, headers, body.
+async fn get_with(
+    s: &TestServer,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut req = s.client.get(format!("{}{path}", s.base));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("GET");
+    let (status, h) = (resp.status(), resp.headers().clone());
+    (status, h, resp.bytes().await.expect("body").to_vec())
+}
+
+/// A stored file served in part: an interrupted download resumed the way
+/// pacman does it (`Range: bytes=N-`), the other forms of one range, and
+/// what is not served in part.
+async fn ranges_of_a_file(s: &TestServer, path: &str, content: &[u8]) {
+    let n = content.len();
+    let etag = format!("\"{}\"", sha256(content));
+    let (st, h, body) = get_with(s, path, &[]).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body, content);
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(h["etag"], etag.as_str());
+    for (range, from, to) in [
+        ("bytes=10-".to_owned(), 10, n - 1),
+        ("bytes=0-9".to_owned(), 0, 9),
+        ("bytes=-5".to_owned(), n - 5, n - 1),
+        (format!("bytes={}-{}", n - 1, n + 100), n - 1, n - 1),
+    ] {
+        let (st, h, body) = get_with(s, path, &[("range", &range)]).await;
+        assert_eq!(st, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(body, &content[from..=to], "{range}");
+        assert_eq!(
+            h["content-range"],
+            format!("bytes {from}-{to}/{n}").as_str()
+        );
+        assert_eq!(h["content-length"], (to - from + 1).to_string().as_str());
+    }
+    let (st, h, body) = get_with(s, path, &[("range", &format!("bytes={n}-"))]).await;
+    assert_eq!(st, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(h["content-range"], format!("bytes */{n}").as_str());
+    let v: Value = serde_json::from_slice(&body).expect("an error body");
+    assert_eq!(v["error"]["code"], "range_not_satisfiable", "{v}");
+    // Several ranges, or an If-Range that is not the file's ETag: all of it.
+    for headers in [
+        vec![("range", "bytes=0-1,4-5")],
+        vec![("range", "bytes=10-"), ("if-range", "\"another\"")],
+    ] {
+        let (st, _, body) = get_with(s, path, &headers).await;
+        assert_eq!(
+            (st, body.as_slice()),
+            (StatusCode::OK, content),
+            "{headers:?}"
+        );
+    }
+    let (st, _, body) = get_with(s, path, &[("range", "bytes=10-"), ("if-range", &etag)]).await;
+    assert_eq!(
+        (st, body.as_slice()),
+        (StatusCode::PARTIAL_CONTENT, &content[10..])
+    );
+}
+
 async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
     let dir = tempfile::tempdir().expect("dir");
     let archive: PathBuf = dir.path().join("archive");
@@ -155,6 +220,12 @@ async fn uploads_are_stored_once_served_and_collected(backend: Backend) {
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(served, foo_file);
+    ranges_of_a_file(
+        &s,
+        &format!("{base}/foo-1.0-1-x86_64.pkg.tar.zst"),
+        &foo_file,
+    )
+    .await;
 
     // A newer target: foo 1.0 stays (history), an unreferenced file goes.
     assert_eq!(
