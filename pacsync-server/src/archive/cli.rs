@@ -52,6 +52,15 @@ pub fn run(store: &Store, archive: &Archive, cmd: ArchiveCommand) -> anyhow::Res
                 s.limit_bytes.map_or("none".to_owned(), |l| l.to_string())
             );
             println!("damaged  {}", s.damaged);
+            for p in &s.pools {
+                match p.target_id {
+                    None => println!("pool {}: no target", p.name),
+                    Some(_) => println!(
+                        "pool {}: {} of {} packages archived ({} bytes), {} missing, {} damaged",
+                        p.name, p.archived, p.packages, p.bytes, p.missing, p.damaged
+                    ),
+                }
+            }
             for f in &s.fills {
                 print_fill(f, "last fill");
             }

@@ -73,6 +73,70 @@ pub struct Status {
     pub damaged: usize,
     /// The last fill from mirrors of each pool.
     pub fills: Vec<fill::FillReport>,
+    /// What each pool's current target needs of the archive, by name.
+    pub pools: Vec<PoolStorage>,
+}
+
+/// The package files a pool's current target needs, as the archive has
+/// them: what a machine of the pool can be synced to from the archive
+/// alone, and what it takes on disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStorage {
+    pub pool_id: String,
+    pub name: String,
+    /// `None` while the pool has no target (then every count is 0).
+    pub target_id: Option<String>,
+    /// Packages of the target.
+    pub packages: usize,
+    /// Of them, archived and sound.
+    pub archived: usize,
+    /// Archived, but the file no longer has its recorded hash.
+    pub damaged: usize,
+    /// Not archived.
+    pub missing: usize,
+    /// Bytes of the target's archived files (a file shared with other
+    /// pools counts in each; it is stored once).
+    pub bytes: u64,
+}
+
+/// [`PoolStorage`] of every pool, by name.
+fn pool_storage(conn: &mut crate::store::DbConnection) -> StoreResult<Vec<PoolStorage>> {
+    use crate::store::schema::pools;
+    use diesel::prelude::*;
+    let rows: Vec<(String, String, Option<String>)> = pools::table
+        .order(pools::name)
+        .select((pools::id, pools::name, pools::current_target_id))
+        .load(conn)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (pool_id, name, current) in rows {
+        let mut p = PoolStorage {
+            pool_id,
+            name,
+            target_id: None,
+            packages: 0,
+            archived: 0,
+            damaged: 0,
+            missing: 0,
+            bytes: 0,
+        };
+        if current.is_some() {
+            let (target_id, target) = records::pool_target(conn, &p.pool_id, "current")?;
+            p.target_id = Some(target_id);
+            for (_, _, row) in records::files_of(conn, &target)? {
+                p.packages += 1;
+                match row {
+                    None => p.missing += 1,
+                    Some(r) if r.damaged_at.is_some() => p.damaged += 1,
+                    Some(r) => {
+                        p.archived += 1;
+                        p.bytes += u64::try_from(r.size).unwrap_or(0);
+                    }
+                }
+            }
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 impl Archive {
@@ -244,6 +308,7 @@ impl Archive {
             limit_bytes: self.disk.limit(),
             damaged: rows.iter().filter(|r| r.damaged_at.is_some()).count(),
             fills: self.fill_reports(),
+            pools: read_blocking(store, pool_storage)?,
         })
     }
 }

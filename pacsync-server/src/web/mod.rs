@@ -34,6 +34,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("js/analysis.js", JS, include_str!("assets/js/analysis.js")),
     ("js/logs.js", JS, include_str!("assets/js/logs.js")),
     ("js/access.js", JS, include_str!("assets/js/access.js")),
+    ("js/storage.js", JS, include_str!("assets/js/storage.js")),
 ];
 const JS: &str = "text/javascript";
 const INDEX: &str = include_str!("assets/index.html");

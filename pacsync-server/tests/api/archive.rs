@@ -7,34 +7,13 @@ use std::path::{Path, PathBuf};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Machine, TestServer, sha256, state};
+use crate::harness::{Backend, Machine, TestServer, package, sha256, state};
 
 crate::on_both_backends!(
     uploads_are_stored_once_served_and_collected,
     a_full_archive_refuses_and_keeps_nothing,
     damage_is_reported_and_never_served
 );
-
-/// A package file as makepkg would make it: `.PKGINFO` first, zstd.
-fn package(name: &str, version: &str, payload: &str) -> Vec<u8> {
-    let info = format!(
-        "pkgname = {name}\npkgbase = {name}\npkgver = {version}\npkgdesc = test\n\
-         arch = x86_64\nsize = {}\ndepend = glibc\n",
-        payload.len()
-    );
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in [
-        (".PKGINFO".to_owned(), info.as_bytes()),
-        (format!("usr/share/{name}/data"), payload.as_bytes()),
-    ] {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, path, data).expect("append");
-    }
-    zstd::encode_all(&b.into_inner().expect("tar")[..], 3).expect("zstd")
-}
 
 async fn upload(s: &TestServer, token: &str, query: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let resp = s
@@ -276,13 +255,34 @@ async fn a_full_archive_refuses_and_keeps_nothing(backend: Backend) {
     let archive = dir.path().join("archive");
     let first = package("foo", "1.0-1", "x");
     let limit = (first.len() + 10).to_string();
-    let Some((s, _admin, _pool, a)) =
+    let Some((s, admin, pool, a)) =
         start(backend, &archive, Some(&limit), &[("foo", "1.0-1")]).await
     else {
         return;
     };
+    // What the pool's target needs of the archive: nothing there yet.
+    let storage = |status: &Value| -> Value {
+        let pools = status["pools"].as_array().expect("pools");
+        assert_eq!(pools.len(), 1, "{status}");
+        assert_eq!(pools[0]["pool_id"], pool.as_str(), "{status}");
+        assert_eq!(pools[0]["name"], "lab", "{status}");
+        assert!(pools[0]["target_id"].is_string(), "{status}");
+        let p = &pools[0];
+        json!([
+            p["packages"],
+            p["archived"],
+            p["damaged"],
+            p["missing"],
+            p["bytes"]
+        ])
+    };
+    let (_, status) = s.get("/api/archive", &admin).await;
+    assert_eq!(storage(&status), json!([1, 0, 0, 1, 0]));
+    let first_len = first.len();
     let (st, v) = upload(&s, &a.token, "", first).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (_, status) = s.get("/api/archive", &admin).await;
+    assert_eq!(storage(&status), json!([1, 1, 0, 0, first_len]));
     let big = package("bar", "1.0-1", &"y".repeat(4096));
     let (st, v) = upload(&s, &a.token, "", big).await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
@@ -297,7 +297,6 @@ async fn a_full_archive_refuses_and_keeps_nothing(backend: Backend) {
     assert_eq!(count_files(&archive.join("tmp")), 0, "no partial file");
     let (st, status) = s.get("/api/archive", &a.token).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "machines do not read the status");
-    let admin = s.login("admin").await;
     let (_, status2) = s.get("/api/archive", &admin).await;
     assert_eq!(status2["files"], 1, "{status} {status2}");
     assert_eq!(status2["limit_bytes"].as_u64(), limit.parse().ok());
@@ -327,6 +326,13 @@ async fn damage_is_reported_and_never_served(backend: Backend) {
     assert_eq!(st, StatusCode::OK);
     let damaged = v["damaged"].as_array().expect("list");
     assert_eq!(damaged.len(), 1, "{v}");
+    let (_, status) = s.get("/api/archive", &admin).await;
+    let p = &status["pools"][0];
+    assert_eq!(
+        (&p["packages"], &p["archived"], &p["damaged"], &p["missing"]),
+        (&json!(1), &json!(0), &json!(1), &json!(0)),
+        "the damaged file counts as damaged, not archived: {status}"
+    );
     assert!(
         damaged[0]
             .as_str()

@@ -378,3 +378,24 @@ pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// A package file as makepkg would make it: `.PKGINFO` first, zstd.
+pub fn package(name: &str, version: &str, payload: &str) -> Vec<u8> {
+    let info = format!(
+        "pkgname = {name}\npkgbase = {name}\npkgver = {version}\npkgdesc = test\n\
+         arch = x86_64\nsize = {}\ndepend = glibc\n",
+        payload.len()
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in [
+        (".PKGINFO".to_owned(), info.as_bytes()),
+        (format!("usr/share/{name}/data"), payload.as_bytes()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).expect("append");
+    }
+    zstd::encode_all(&b.into_inner().expect("tar")[..], 3).expect("zstd")
+}

@@ -53,7 +53,7 @@ async fn report_repos(s: &TestServer, m: &Machine, pkgs: &[(&str, &str)]) {
     assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
 }
 
-async fn log_in(b: &Browser, base: &str, name: &str) {
+pub async fn log_in(b: &Browser, base: &str, name: &str) {
     b.goto(&format!("{base}/ui/")).await;
     b.type_into("#username", name).await;
     b.type_into("#password", PASSWORD).await;

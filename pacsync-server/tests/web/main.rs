@@ -12,6 +12,7 @@ mod pg;
 mod browser;
 mod scale;
 mod session;
+mod storage;
 mod webdriver;
 
 /// Runs the scenario `$name(Backend)` as two tests, one per backend.

@@ -10,6 +10,7 @@ import * as machine from './machine.js';
 import * as analysis from './analysis.js';
 import * as logs from './logs.js';
 import * as access from './access.js';
+import * as storage from './storage.js';
 
 const main = document.getElementById('main');
 let cleanup = null;
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^#\/operations$/, 'operations', () => logs.renderOperations],
   [/^#\/audit$/, 'audit', () => logs.renderAudit],
   [/^#\/access$/, 'access', () => access.render],
+  [/^#\/storage$/, 'storage', () => storage.render],
 ];
 
 async function route() {
