@@ -73,15 +73,15 @@ pub fn default_pool_size() -> u32 {
     u32::try_from(cores).unwrap_or(u32::MAX).saturating_add(1)
 }
 
-/// SQLite connections: the cores plus two (4 on two cores) — one writer
-/// at a time, and readers beside it in WAL mode, of which more than the
-/// cores can run only wait. Each connection keeps its own page cache and
+/// SQLite connections: the cores plus two (4 on two cores), at most 8 —
+/// one writer at a time, and readers beside it in WAL mode, of which more
+/// than the cores can run only wait. Each connection keeps its own page cache and
 /// prepared statements, and each blocking thread holding one its own
 /// malloc arena: on two cores 4 connections instead of 8 left the server
 /// 5–7 MiB smaller after the load benchmark, at the same or better rates
 /// (docs/benchmarks.md).
 pub fn sqlite_pool_size() -> u32 {
-    default_pool_size().saturating_add(1)
+    default_pool_size().saturating_add(1).min(8)
 }
 
 impl DatabaseSettings {
@@ -584,7 +584,10 @@ mod tests {
         assert_eq!(s.database.effective_pool_size() as usize, cores + 1);
         let sqlite = from(&[]).expect("valid");
         assert_eq!(sqlite.database.kind, DatabaseKind::Internal);
-        assert_eq!(sqlite.database.effective_pool_size() as usize, cores + 2);
+        assert_eq!(
+            sqlite.database.effective_pool_size() as usize,
+            (cores + 2).min(8)
+        );
         assert_eq!(
             from(&[
                 ("DATABASE_TYPE", "postgresql"),

@@ -117,6 +117,9 @@ pub async fn fetch(client: &ServerClient, wanted: &[(String, String)], dir: &Pat
 /// resumption that fails) after which a download is given up.
 const TRIES_WITHOUT_PROGRESS: u32 = 3;
 
+/// The pause before a resumption, times the breaks in a row so far.
+const RESUME_PAUSE: Duration = Duration::from_millis(200);
+
 /// Fetches `url` into `dest` by way of a temporary file that becomes
 /// `dest` only once its sha256 is `sha256`.
 async fn download(
@@ -173,9 +176,11 @@ async fn write_checked(
         .map_err(|e| format!("creating {}: {e}", part.display()))?;
     let mut hasher = Sha256::new();
     let mut have: u64 = 0;
+    // The most of the file ever received: progress is passing it, not
+    // receiving again what a restart from the start threw away.
+    let mut best: u64 = 0;
     let mut fruitless = 0;
-    loop {
-        let before = have;
+    'transfer: loop {
         let broke = loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
@@ -188,11 +193,18 @@ async fn write_checked(
             }
         };
         let Some(mut error) = broke else { break };
-        fruitless = if have > before { 1 } else { fruitless + 1 };
+        if have > best {
+            best = have;
+            fruitless = 1;
+        } else {
+            fruitless += 1;
+        }
         resp = loop {
             if fruitless >= TRIES_WITHOUT_PROGRESS {
                 return Err(error);
             }
+            // A moment for a server that is restarting, longer each time.
+            tokio::time::sleep(RESUME_PAUSE * fruitless).await;
             let range = format!("bytes={have}-");
             let resumed = client
                 .send_with(Method::GET, url, |r| {
@@ -224,6 +236,15 @@ async fn write_checked(
                     have = 0;
                     break r;
                 }
+                // Every byte had arrived: the hash says whether it is whole.
+                Ok(r) if r.status() == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && have > 0 => {
+                    break 'transfer;
+                }
+                // A proxy or a server in trouble: worth another try.
+                Ok(r) if r.status().is_server_error() => {
+                    fruitless += 1;
+                    error = refusal(r).await;
+                }
                 Ok(r) => return Err(refusal(r).await),
                 Err(e) => {
                     fruitless += 1;
@@ -232,6 +253,9 @@ async fn write_checked(
             }
         };
     }
+    // A write that failed in the background shows at the flush, not at
+    // `sync_all`.
+    file.flush().await.map_err(writing)?;
     file.sync_all().await.map_err(writing)?;
     let actual = hex::encode(hasher.finalize());
     if actual != sha256 {
@@ -474,6 +498,55 @@ mod tests {
         );
         let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
         assert!(left.is_empty(), "nothing left behind: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_ignores_ranges_and_keeps_breaking_is_given_up() {
+        let c = content();
+        let served = c.clone();
+        // Every answer is the whole file, broken at the same place.
+        let (client, asked) = fake_server(Box::new(move |_, _| whole(&served, 5_000))).await;
+        let dir = tempfile::tempdir().expect("dir");
+        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
+        let got = download(&client, "/f", &sha(&c), &dest).await;
+        assert!(got.is_err(), "{got:?}");
+        assert_eq!(
+            asked.lock().expect("log").len(),
+            3,
+            "the first transfer, then two restarts that got no further"
+        );
+        assert!(!dest.exists());
+    }
+
+    #[tokio::test]
+    async fn a_transfer_that_broke_after_the_last_byte_is_kept_when_whole() {
+        let c = content();
+        let served = c.clone();
+        let len = c.len();
+        let (client, asked) = fake_server(Box::new(move |n, _| match n {
+            // All of it, but the answer claims one byte more.
+            0 => {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    len + 1
+                )
+                .into_bytes();
+                r.extend_from_slice(&served);
+                r
+            }
+            _ => format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .into_bytes(),
+        }))
+        .await;
+        let dir = tempfile::tempdir().expect("dir");
+        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
+        let got = download(&client, "/f", &sha(&c), &dest).await;
+        assert_eq!(got.as_deref(), Ok(dest.as_path()));
+        assert_eq!(std::fs::read(&dest).expect("the file"), c);
+        assert_eq!(*asked.lock().expect("log"), [None, Some(len as u64)]);
     }
 
     #[tokio::test]

@@ -421,7 +421,12 @@ enum Asked {
 }
 
 fn asked(headers: &HeaderMap, etag: &str, size: u64) -> Asked {
-    let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+    let mut ranges = headers.get_all(header::RANGE).iter();
+    let (Some(range), None) = (ranges.next(), ranges.next()) else {
+        // None, or several lines: a list of ranges.
+        return Asked::Whole;
+    };
+    let Ok(range) = range.to_str() else {
         return Asked::Whole;
     };
     if headers
@@ -430,9 +435,11 @@ fn asked(headers: &HeaderMap, etag: &str, size: u64) -> Asked {
     {
         return Asked::Whole;
     }
+    let range = range.trim();
     let Some((first, last)) = range
-        .trim()
-        .strip_prefix("bytes=")
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| &range[6..])
         .filter(|spec| !spec.contains(','))
         .and_then(|spec| spec.split_once('-'))
     else {
@@ -451,16 +458,14 @@ fn asked(headers: &HeaderMap, etag: &str, size: u64) -> Asked {
         (false, Some(n)) => Some(n),
         (false, None) => return Asked::Whole,
     };
-    let Some(max) = size.checked_sub(1) else {
-        // An empty file has no byte to serve.
-        return Asked::Unsatisfiable;
-    };
     if first.is_empty() {
-        // `-n`: the last n bytes.
-        return match last {
-            None => Asked::Whole,
-            Some(0) => Asked::Unsatisfiable,
-            Some(n) => Asked::Part {
+        // `-n`: the last n bytes (all of a file shorter than n; an empty
+        // file has no part to give, so it is given whole).
+        return match (last, size.checked_sub(1)) {
+            (None, _) => Asked::Whole,
+            (Some(0), _) => Asked::Unsatisfiable,
+            (Some(_), None) => Asked::Whole,
+            (Some(n), Some(max)) => Asked::Part {
                 start: size.saturating_sub(n),
                 end: max,
             },
@@ -472,9 +477,9 @@ fn asked(headers: &HeaderMap, etag: &str, size: u64) -> Asked {
     if last.is_some_and(|l| l < start) {
         return Asked::Whole;
     }
-    if start > max {
+    let Some(max) = size.checked_sub(1).filter(|max| start <= *max) else {
         return Asked::Unsatisfiable;
-    }
+    };
     Asked::Part {
         start,
         end: last.map_or(max, |l| l.min(max)),
@@ -490,6 +495,23 @@ async fn serve_verified(
     row: ArchiveFileRow,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
+    let disk = archive.disk.clone();
+    let sha = row.sha256.clone();
+    let checked = tokio::task::spawn_blocking(move || disk.check(&sha))
+        .await
+        .map_err(ApiError::internal)?;
+    if let Err(e) = checked {
+        let sha = row.sha256.clone();
+        let now = crate::store::now_ms();
+        app.store
+            .write(move |conn| records::mark_damaged(conn, &sha, Some(now)))
+            .await?;
+        return Err(ApiError::from(super::disk_error(e)).with_details(json!({
+            "filename": row.filename,
+            "sha256": row.sha256,
+        })));
+    }
+    // Only a sound file is served, whole or in part.
     let size = u64::try_from(row.size).unwrap_or(0);
     // Contents are named by their hash: it is the strongest of validators.
     let etag = format!("\"{}\"", row.sha256);
@@ -509,22 +531,6 @@ async fn serve_verified(
             return Ok(refused);
         }
     };
-    let disk = archive.disk.clone();
-    let sha = row.sha256.clone();
-    let checked = tokio::task::spawn_blocking(move || disk.check(&sha))
-        .await
-        .map_err(ApiError::internal)?;
-    if let Err(e) = checked {
-        let sha = row.sha256.clone();
-        let now = crate::store::now_ms();
-        app.store
-            .write(move |conn| records::mark_damaged(conn, &sha, Some(now)))
-            .await?;
-        return Err(ApiError::from(super::disk_error(e)).with_details(json!({
-            "filename": row.filename,
-            "sha256": row.sha256,
-        })));
-    }
     let mut file = tokio::fs::File::open(archive.disk.path_of(&row.sha256))
         .await
         .map_err(ApiError::internal)?;
@@ -605,6 +611,12 @@ mod tests {
         );
         assert_eq!(range("bytes=-0", None, 10), Unsatisfiable);
         assert_eq!(range("bytes=0-", None, 0), Unsatisfiable);
+        assert_eq!(range("bytes=-5", None, 0), Whole);
+        assert_eq!(range("Bytes=4-", None, 10), Part { start: 4, end: 9 });
+        let mut two = HeaderMap::new();
+        two.append(header::RANGE, HeaderValue::from_static("bytes=0-1"));
+        two.append(header::RANGE, HeaderValue::from_static("bytes=4-5"));
+        assert_eq!(asked(&two, "\"abc\"", 10), Whole, "two Range lines");
         // Not one range of bytes that parses: the whole file.
         for other in [
             "bytes=5-2",

@@ -22,9 +22,10 @@ pub fn get(conn: &mut DbConnection, id: &str) -> StoreResult<EndpointRow> {
         .ok_or(StoreError::NotFound("endpoint"))
 }
 
-/// Locks machine `id`'s row until the transaction ends, and says whether
-/// it did: on PostgreSQL (`SELECT … FOR UPDATE`); SQLite's writers are
-/// serialized already. A change to a machine's operations takes it first,
+/// Locks machine `id`'s row, if there is one, until the transaction ends
+/// on PostgreSQL (`SELECT … FOR NO KEY UPDATE`, the lock an `UPDATE` of
+/// the row takes, so rows that refer to it can still be inserted); SQLite's
+/// writers are serialized already. Says whether this is PostgreSQL. A change to a machine's operations takes it first,
 /// before reading anything, as a report takes it before writing the row:
 /// whichever comes second then reads what the other committed, and the
 /// status it computes and stores is the machine's as it is, not one worked
@@ -38,7 +39,7 @@ pub fn lock(conn: &mut DbConnection, id: &str) -> StoreResult<bool> {
     endpoints::table
         .find(id)
         .select(endpoints::id)
-        .for_update()
+        .for_no_key_update()
         .first::<String>(pg)
         .optional()?;
     Ok(true)

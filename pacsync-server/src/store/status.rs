@@ -354,7 +354,17 @@ pub fn recompute_pool(conn: &mut DbConnection, pool_id: &str) -> StoreResult<()>
         .load(conn)?;
     for ep in &members {
         let status = compute(conn, ep, Some(&view))?;
-        store_status(conn, ep, status)?;
+        // Read without a lock: a report or an operation that changed the
+        // member meanwhile is not overwritten (see recompute_members).
+        if !store_status_if_unmoved(conn, ep, status)? {
+            match recompute_endpoint(conn, &ep.id) {
+                // Deleted meanwhile.
+                Err(StoreError::NotFound(_)) => {}
+                other => {
+                    other?;
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -347,6 +347,14 @@ async fn damage_is_reported_and_never_served(backend: Backend) {
     assert_eq!(st, StatusCode::CONFLICT);
     let body: Value = serde_json::from_slice(&body).expect("error body");
     assert_eq!(body["error"]["code"], "archive_damaged");
+    // Nor any part of it.
+    let path = format!("/repo/{pool}/current/lab/os/x86_64/foo-1.0-1-x86_64.pkg.tar.zst");
+    for range in ["bytes=5-", "bytes=0-0", "bytes=999999-"] {
+        let (st, _, body) = get_with(&s, &path, &[("range", range)]).await;
+        assert_eq!(st, StatusCode::CONFLICT, "{range}");
+        let body: Value = serde_json::from_slice(&body).expect("error body");
+        assert_eq!(body["error"]["code"], "archive_damaged", "{range}");
+    }
     let (_, db) = s
         .get_bytes(&format!("/repo/{pool}/current/lab/os/x86_64/lab.db"))
         .await;

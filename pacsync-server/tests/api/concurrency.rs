@@ -254,46 +254,61 @@ async fn behind_with_a_sync() -> Option<(TestServer, Machine, String, String, St
 }
 
 /// A write transaction of the server's own, held open after `f` until
-/// the returned sender says commit; the thread answers how it ended.
+/// the returned sender says commit: the thread (which answers how it
+/// ended), that sender, and the transaction's PostgreSQL backend.
 type Held = (
     std::thread::JoinHandle<Result<(), StoreError>>,
     std::sync::mpsc::Sender<()>,
+    i32,
 );
 
 async fn hold_open<F>(store: &Store, f: F) -> Held
 where
     F: FnOnce(&mut DbConnection) -> Result<(), StoreError> + Send + 'static,
 {
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<i32>();
     let (commit_tx, commit_rx) = std::sync::mpsc::channel::<()>();
     let store = store.clone();
     let held = std::thread::spawn(move || {
         let mut conn = store.blocking_conn().expect("a connection");
         conn.transaction(|c| {
             f(c)?;
-            done_tx.send(()).expect("the test waits");
+            let DbConnection::Pg(pg) = &mut **c else {
+                panic!("these tests hold PostgreSQL transactions");
+            };
+            let backend: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                "pg_backend_pid()",
+            ))
+            .get_result(pg)?;
+            done_tx.send(backend).expect("the test waits");
             commit_rx.recv().expect("the test says when");
             Ok(())
         })
     });
-    tokio::task::spawn_blocking(move || done_rx.recv())
+    let done = tokio::task::spawn_blocking(move || done_rx.recv())
         .await
-        .expect("join")
-        .expect("the held transaction did its part");
-    (held, commit_tx)
+        .expect("join");
+    let Ok(backend) = done else {
+        panic!("the held transaction failed: {:?}", held.join());
+    };
+    (held, commit_tx, backend)
 }
 
-/// Waits until some session of the database `url` waits for a lock.
-async fn until_one_waits_for_a_lock(url: &str) {
+/// Waits until a session of the database `url` waits for a lock that
+/// backend `holder` holds.
+async fn until_one_waits_for(url: &str, holder: i32) {
     let url = url.to_owned();
     let waited = tokio::task::spawn_blocking(move || {
         let mut pg = diesel::PgConnection::establish(&url).expect("connect");
         let deadline = Instant::now() + Duration::from_secs(60);
-        let query = "(SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock')";
+        let query = format!(
+            "(SELECT count(*) FROM pg_stat_activity WHERE {holder} = ANY(pg_blocking_pids(pid)))"
+        );
         while Instant::now() < deadline {
-            let waiting: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(query))
-                .get_result(&mut pg)
-                .expect("pg_stat_activity");
+            let waiting: i64 =
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&query))
+                    .get_result(&mut pg)
+                    .expect("pg_stat_activity");
             if waiting > 0 {
                 return true;
             }
@@ -324,13 +339,13 @@ async fn cancel_against_a_report_in_flight() {
         return;
     };
     let target = state(&[("x", "2-1")]).content_hash().to_string();
-    let (report, commit) = hold_open(&s.store, {
+    let (report, commit, holder) = hold_open(&s.store, {
         let (id, hash) = (a.id.clone(), target.clone());
         move |c| endpoints::report_state(c, &id, &hash, Content::Unchecked).map(drop)
     })
     .await;
     let cancelled = cancel(&s, &op, &operator);
-    until_one_waits_for_a_lock(s.pg_url().expect("PostgreSQL")).await;
+    until_one_waits_for(s.pg_url().expect("PostgreSQL"), holder).await;
     commit.send(()).expect("the report waits");
     report
         .join()
@@ -355,7 +370,7 @@ async fn cancel_against_the_end_in_flight() {
     let Some((s, a, admin, operator, op)) = behind_with_a_sync().await else {
         return;
     };
-    let (end, commit) = hold_open(&s.store, {
+    let (end, commit, holder) = hold_open(&s.store, {
         let op = op.clone();
         move |c| {
             let p = Progress {
@@ -368,7 +383,7 @@ async fn cancel_against_the_end_in_flight() {
     })
     .await;
     let cancelled = cancel(&s, &op, &operator);
-    until_one_waits_for_a_lock(s.pg_url().expect("PostgreSQL")).await;
+    until_one_waits_for(s.pg_url().expect("PostgreSQL"), holder).await;
     commit.send(()).expect("the end waits");
     end.join()
         .expect("the end's thread")
