@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use pacsync_core::state::TargetState;
@@ -212,6 +212,7 @@ pub async fn file(
     State(app): State<AppState>,
     who: Principal,
     Path(sha256): Path<String>,
+    method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     if !matches!(who, Principal::Machine { .. }) {
@@ -226,7 +227,7 @@ pub async fn file(
         .run(move |conn| records::get(conn, &sha256))
         .await?
         .ok_or_else(|| ApiError::not_found("archive file"))?;
-    serve_verified(&app, &archive, row, &headers).await
+    serve_verified(&app, &archive, row, &method, &headers).await
 }
 
 /// `GET /api/archive`: size, limit and damage.
@@ -322,6 +323,7 @@ pub struct RepoPath {
 pub async fn repo_file(
     State(app): State<AppState>,
     Path(p): Path<RepoPath>,
+    method: Method,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_id("pool", &p.pool)?;
@@ -388,7 +390,7 @@ pub async fn repo_file(
         .into_iter()
         .find(|r| r.filename == p.file)
         .ok_or_else(|| ApiError::not_found("package file"))?;
-    serve_verified(&app, &archive, row, &headers).await
+    serve_verified(&app, &archive, row, &method, &headers).await
 }
 
 /// The (name, version) of `target` that a package file name
@@ -493,6 +495,7 @@ async fn serve_verified(
     app: &AppState,
     archive: &super::Archive,
     row: ArchiveFileRow,
+    method: &Method,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let disk = archive.disk.clone();
@@ -515,7 +518,13 @@ async fn serve_verified(
     let size = u64::try_from(row.size).unwrap_or(0);
     // Contents are named by their hash: it is the strongest of validators.
     let etag = format!("\"{}\"", row.sha256);
-    let part = match asked(headers, &etag, size) {
+    // A range is for GET alone (a HEAD is answered as the whole file's).
+    let range = if method == Method::GET {
+        asked(headers, &etag, size)
+    } else {
+        Asked::Whole
+    };
+    let part = match range {
         Asked::Whole => None,
         Asked::Part { start, end } => Some((start, end)),
         Asked::Unsatisfiable => {

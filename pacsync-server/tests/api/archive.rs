@@ -129,6 +129,16 @@ async fn ranges_of_a_file(s: &TestServer, path: &str, content: &[u8]) {
             "{headers:?}"
         );
     }
+    // HEAD: the whole file's headers, whatever the range.
+    let head = s
+        .client
+        .head(format!("{}{path}", s.base))
+        .header("range", "bytes=10-")
+        .send()
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["content-length"], n.to_string().as_str());
     let (st, _, body) = get_with(s, path, &[("range", "bytes=10-"), ("if-range", &etag)]).await;
     assert_eq!(
         (st, body.as_slice()),
