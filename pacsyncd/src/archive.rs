@@ -113,8 +113,9 @@ pub async fn fetch(client: &ServerClient, wanted: &[(String, String)], dir: &Pat
     out
 }
 
-/// Breaks in a row without a byte between them (a transfer that stops, a
-/// resumption that fails) after which a download is given up.
+/// Breaks in a row (a transfer that stops, a resumption that fails or gets
+/// a 5xx) that bring the file no further than it ever got, after which a
+/// download is given up.
 const TRIES_WITHOUT_PROGRESS: u32 = 3;
 
 /// The pause before a resumption, times the breaks in a row so far.
@@ -161,8 +162,9 @@ async fn refusal(resp: reqwest::Response) -> String {
 /// Writes the file `resp` brings to `part` and checks its sha256. A
 /// transfer that breaks is resumed where it stopped (`Range: bytes=N-`;
 /// the server serves ranges of its files) until
-/// [`TRIES_WITHOUT_PROGRESS`] breaks in a row bring nothing; a server that
-/// answers a resumption with the whole file has it written from the start.
+/// [`TRIES_WITHOUT_PROGRESS`] breaks in a row bring it no further; a server
+/// that answers a resumption with the whole file has it written from the
+/// start, and a 416 once every byte had arrived leaves the hash to decide.
 async fn write_checked(
     client: &ServerClient,
     url: &str,
