@@ -119,8 +119,8 @@ fn pool_storage(conn: &mut crate::store::DbConnection) -> StoreResult<Vec<PoolSt
             missing: 0,
             bytes: 0,
         };
-        if current.is_some() {
-            let (target_id, target) = records::pool_target(conn, &p.pool_id, "current")?;
+        if let Some(current) = current {
+            let (target_id, target) = records::pool_target(conn, &p.pool_id, &current)?;
             p.target_id = Some(target_id);
             for (_, _, row) in records::files_of(conn, &target)? {
                 p.packages += 1;

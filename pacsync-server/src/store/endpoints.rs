@@ -25,8 +25,10 @@ pub fn get(conn: &mut DbConnection, id: &str) -> StoreResult<EndpointRow> {
 /// Locks machine `id`'s row, if there is one, until the transaction ends
 /// on PostgreSQL (`SELECT … FOR NO KEY UPDATE`, the lock an `UPDATE` of
 /// the row takes, so rows that refer to it can still be inserted); SQLite's
-/// writers are serialized already. Says whether this is PostgreSQL. A change to a machine's operations takes it first,
-/// before reading anything, as a report takes it before writing the row:
+/// writers are serialized already. Says whether this is PostgreSQL.
+///
+/// A change to a machine's operations takes it first, before reading
+/// anything, as a report takes it before writing the row:
 /// whichever comes second then reads what the other committed, and the
 /// status it computes and stores is the machine's as it is, not one worked
 /// out from a row another transaction has since changed. (The pool's share

@@ -354,17 +354,7 @@ pub fn recompute_pool(conn: &mut DbConnection, pool_id: &str) -> StoreResult<()>
         .load(conn)?;
     for ep in &members {
         let status = compute(conn, ep, Some(&view))?;
-        // Read without a lock: a report or an operation that changed the
-        // member meanwhile is not overwritten (see recompute_members).
-        if !store_status_if_unmoved(conn, ep, status)? {
-            match recompute_endpoint(conn, &ep.id) {
-                // Deleted meanwhile.
-                Err(StoreError::NotFound(_)) => {}
-                other => {
-                    other?;
-                }
-            }
-        }
+        store_member_status(conn, ep, status)?;
     }
     Ok(())
 }
@@ -428,17 +418,27 @@ fn recompute_members(conn: &mut DbConnection, pool_id: &str, ids: &[String]) -> 
         .collect();
     for ep in &members {
         let status = compute_knowing(conn, ep, Some(&view), running.contains(&ep.id))?;
-        if !store_status_if_unmoved(conn, ep, status)? {
-            match recompute_endpoint(conn, &ep.id) {
-                // Deleted meanwhile.
-                Err(StoreError::NotFound(_)) => {}
-                other => {
-                    other?;
-                }
-            }
-        }
+        store_member_status(conn, ep, status)?;
     }
     Ok(())
+}
+
+/// Stores the status a pool's recomputation worked out for member `ep`
+/// from its row read without a lock: written if the row is still as read,
+/// otherwise computed again from the row as it is now (a report or an
+/// operation changed it meanwhile); nothing if the member was deleted.
+fn store_member_status(
+    conn: &mut DbConnection,
+    ep: &EndpointRow,
+    status: EndpointStatus,
+) -> StoreResult<()> {
+    if store_status_if_unmoved(conn, ep, status)? {
+        return Ok(());
+    }
+    match recompute_endpoint(conn, &ep.id) {
+        Err(StoreError::NotFound(_)) => Ok(()),
+        other => other.map(drop),
+    }
 }
 
 /// [`store_status`] for a status computed from a row read without a lock:
