@@ -437,136 +437,141 @@ mod tests {
         hex::encode(Sha256::digest(c))
     }
 
-    #[tokio::test]
-    async fn a_broken_transfer_is_resumed_where_it_stopped() {
-        let c = content();
-        let served = c.clone();
-        let (client, asked) = fake_server(Box::new(move |n, from| match (n, from) {
-            (0, None) => whole(&served, 70_000),
-            (1, Some(from)) => part(&served, from, 50_000),
-            (_, Some(from)) => part(&served, from, served.len() - from as usize),
-            _ => Vec::new(),
-        }))
-        .await;
+    /// What [`download`] of [`content`] from a fake server came to.
+    struct Downloaded {
+        got: Result<PathBuf, String>,
+        dest: PathBuf,
+        content: Vec<u8>,
+        /// What each request's `Range` asked for.
+        asked: Vec<Option<u64>>,
+        /// Holds `dest`.
+        dir: tempfile::TempDir,
+    }
+
+    /// Downloads [`content`] from a server that answers the `n`th
+    /// connection, whose `Range` asks from byte `from`, with
+    /// `answer(content, n, from)`.
+    async fn download_from(
+        answer: impl Fn(&[u8], usize, Option<u64>) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Downloaded {
+        let content = content();
+        let served = content.clone();
+        let (client, asked) = fake_server(Box::new(move |n, from| answer(&served, n, from))).await;
         let dir = tempfile::tempdir().expect("dir");
         let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
-        let got = download(&client, "/f", &sha(&c), &dest).await;
-        assert_eq!(got.as_deref(), Ok(dest.as_path()));
-        assert_eq!(std::fs::read(&dest).expect("the file"), c);
-        assert_eq!(
-            *asked.lock().expect("log"),
-            [None, Some(70_000), Some(120_000)]
-        );
+        let got = download(&client, "/f", &sha(&content), &dest).await;
+        let asked = asked.lock().expect("log").clone();
+        Downloaded {
+            got,
+            dest,
+            content,
+            asked,
+            dir,
+        }
+    }
+
+    impl Downloaded {
+        /// The download succeeded with the whole content.
+        fn assert_whole(&self) {
+            assert_eq!(self.got.as_deref(), Ok(self.dest.as_path()));
+            assert_eq!(std::fs::read(&self.dest).expect("the file"), self.content);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_transfer_is_resumed_where_it_stopped() {
+        let d = download_from(|c, n, from| match (n, from) {
+            (0, None) => whole(c, 70_000),
+            (1, Some(from)) => part(c, from, 50_000),
+            (_, Some(from)) => part(c, from, c.len() - from as usize),
+            _ => Vec::new(),
+        })
+        .await;
+        d.assert_whole();
+        assert_eq!(d.asked, [None, Some(70_000), Some(120_000)]);
     }
 
     #[tokio::test]
     async fn a_resumption_answered_with_the_whole_file_starts_it_over() {
-        let c = content();
-        let served = c.clone();
-        let (client, asked) = fake_server(Box::new(move |n, _| match n {
-            0 => whole(&served, 1_000),
-            _ => whole(&served, served.len()),
-        }))
+        let d = download_from(|c, n, _| match n {
+            0 => whole(c, 1_000),
+            _ => whole(c, c.len()),
+        })
         .await;
-        let dir = tempfile::tempdir().expect("dir");
-        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
-        let got = download(&client, "/f", &sha(&c), &dest).await;
-        assert_eq!(got.as_deref(), Ok(dest.as_path()));
-        assert_eq!(std::fs::read(&dest).expect("the file"), c);
-        assert_eq!(*asked.lock().expect("log"), [None, Some(1_000)]);
+        d.assert_whole();
+        assert_eq!(d.asked, [None, Some(1_000)]);
     }
 
     #[tokio::test]
     async fn breaks_that_bring_nothing_give_the_download_up_and_leave_nothing() {
-        let c = content();
-        let served = c.clone();
-        let (client, asked) = fake_server(Box::new(move |n, from| match (n, from) {
-            (0, _) => whole(&served, 1_000),
-            (_, Some(from)) => part(&served, from, 0),
+        let d = download_from(|c, n, from| match (n, from) {
+            (0, _) => whole(c, 1_000),
+            (_, Some(from)) => part(c, from, 0),
             _ => Vec::new(),
-        }))
+        })
         .await;
-        let dir = tempfile::tempdir().expect("dir");
-        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
-        let got = download(&client, "/f", &sha(&c), &dest).await;
-        let Err(e) = got else {
-            panic!("a file that never arrives is not downloaded: {got:?}")
+        let Err(e) = &d.got else {
+            panic!("a file that never arrives is not downloaded: {:?}", d.got)
         };
         assert!(e.contains("downloading from the server archive"), "{e}");
         assert_eq!(
-            *asked.lock().expect("log"),
+            d.asked,
             [None, Some(1_000), Some(1_000)],
             "one break after progress, then two that brought nothing"
         );
-        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+        let left: Vec<_> = std::fs::read_dir(d.dir.path()).expect("dir").collect();
         assert!(left.is_empty(), "nothing left behind: {left:?}");
     }
 
     #[tokio::test]
     async fn a_server_that_ignores_ranges_and_keeps_breaking_is_given_up() {
-        let c = content();
-        let served = c.clone();
         // Every answer is the whole file, broken at the same place.
-        let (client, asked) = fake_server(Box::new(move |_, _| whole(&served, 5_000))).await;
-        let dir = tempfile::tempdir().expect("dir");
-        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
-        let got = download(&client, "/f", &sha(&c), &dest).await;
-        assert!(got.is_err(), "{got:?}");
+        let d = download_from(|c, _, _| whole(c, 5_000)).await;
+        assert!(d.got.is_err(), "{:?}", d.got);
         assert_eq!(
-            asked.lock().expect("log").len(),
+            d.asked.len(),
             3,
             "the first transfer, then two restarts that got no further"
         );
-        assert!(!dest.exists());
+        assert!(!d.dest.exists());
     }
 
     #[tokio::test]
     async fn a_transfer_that_broke_after_the_last_byte_is_kept_when_whole() {
-        let c = content();
-        let served = c.clone();
-        let len = c.len();
-        let (client, asked) = fake_server(Box::new(move |n, _| match n {
+        let d = download_from(|c, n, _| match n {
             // All of it, but the answer claims one byte more.
             0 => {
                 let mut r = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    len + 1
+                    c.len() + 1
                 )
                 .into_bytes();
-                r.extend_from_slice(&served);
+                r.extend_from_slice(c);
                 r
             }
             _ => format!(
-                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\n\
-                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n",
+                c.len()
             )
             .into_bytes(),
-        }))
+        })
         .await;
-        let dir = tempfile::tempdir().expect("dir");
-        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
-        let got = download(&client, "/f", &sha(&c), &dest).await;
-        assert_eq!(got.as_deref(), Ok(dest.as_path()));
-        assert_eq!(std::fs::read(&dest).expect("the file"), c);
-        assert_eq!(*asked.lock().expect("log"), [None, Some(len as u64)]);
+        d.assert_whole();
+        assert_eq!(d.asked, [None, Some(d.content.len() as u64)]);
     }
 
     #[tokio::test]
     async fn a_resumption_elsewhere_is_refused() {
-        let c = content();
-        let served = c.clone();
-        let (client, _) = fake_server(Box::new(move |n, _| match n {
-            0 => whole(&served, 1_000),
-            _ => part(&served, 500, served.len() - 500),
-        }))
+        let d = download_from(|c, n, _| match n {
+            0 => whole(c, 1_000),
+            _ => part(c, 500, c.len() - 500),
+        })
         .await;
-        let dir = tempfile::tempdir().expect("dir");
-        let dest = dir.path().join("a-1-1-x86_64.pkg.tar.zst");
-        let got = download(&client, "/f", &sha(&c), &dest).await;
         assert_eq!(
-            got,
+            d.got,
             Err("the server resumed the file elsewhere than at byte 1000".to_owned())
         );
-        assert!(!dest.exists());
+        assert!(!d.dest.exists());
     }
 }
